@@ -1,0 +1,11 @@
+/* json.h - the little JSON output the CLI needs: escaped strings. Callers
+ * write the structure themselves with fprintf. */
+#ifndef LKS_JSON_H
+#define LKS_JSON_H
+
+#include <stdio.h>
+
+/* Writes s as a JSON string literal, quotes included. NULL writes null. */
+void json_string(FILE *out, const char *s);
+
+#endif

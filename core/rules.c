@@ -1,0 +1,367 @@
+/* rules.c - parse classification rules and match descriptors and stacks
+ * against them (contract in rules.h). Matching runs on the shims' hot path:
+ * no allocation, no locale, no lock.
+ */
+#include "rules.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The built-in defaults, in the user's syntax. */
+static const char default_rules[] =
+    "redis     port    6379\n"
+    "https     port    443\n"
+    "http      port    80,8080\n"
+    "frontier  path    */frontier*/*,*.frontier\n"
+    "log       path    *.log,*.log.[0-9]*\n"
+    "sqlite    path    *.db,*.sqlite,*.sqlite3,*.db-journal,*.db-wal\n"
+    "redis     module  libhiredis.so*\n"
+    "http      module  libcurl.so*,libcurl-*.so*,libnghttp2.so*\n"
+    "http      module  libssl.so*,libcrypto.so*,libgnutls.so*\n"
+    "frontier  func    frontier_*\n"
+    "parse     module  libgumbo.so*,libxml2.so*\n"
+    "stdio     kind    stdio\n"
+    "pipe      kind    pipe\n"
+    "epoll     kind    epoll\n"
+    "eventfd   kind    eventfd\n"
+    "timerfd   kind    timerfd\n"
+    "signalfd  kind    signalfd\n"
+    "inotify   kind    inotify\n"
+    "memfd     kind    memfd\n"
+    "dir       kind    dir\n"
+    "device    kind    device\n"
+    "file      kind    file\n"
+    "socket    kind    socket,other-socket\n"
+    "unix      kind    unix\n";
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) {
+    if (!err || !errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+int lks_rules_subsys_id(const struct lks_rules *r, const char *name) {
+    for (int i = 0; i < r->nnames; i++)
+        if (strcmp(r->names[i], name) == 0) return i;
+    return -1;
+}
+
+static int subsys_id_add(struct lks_rules *r, const char *name) {
+    int id = lks_rules_subsys_id(r, name);
+    if (id >= 0) return id;
+    if (r->nnames >= LKS_MAX_SUBSYS) return -1;
+    snprintf(r->names[r->nnames], LKS_SUBSYS_NAME, "%s", name);
+    return r->nnames++;
+}
+
+static void rules_reset(struct lks_rules *r) {
+    memset(r, 0, sizeof *r);
+    subsys_id_add(r, "unattributed");
+    subsys_id_add(r, "other");
+}
+
+static int valid_name(const char *s) {
+    if (!*s || strlen(s) >= LKS_SUBSYS_NAME) return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-') return 0;
+    return 1;
+}
+
+/* Checks a port list: numbers or ranges 1..65535 separated by commas. */
+static int valid_port_list(const char *s) {
+    while (*s) {
+        char *end;
+        long lo = strtol(s, &end, 10), hi = lo;
+        if (end == s || lo < 1 || lo > 65535) return 0;
+        s = end;
+        if (*s == '-') {
+            hi = strtol(s + 1, &end, 10);
+            if (end == s + 1 || hi < lo || hi > 65535) return 0;
+            s = end;
+        }
+        if (*s == ',') s++;
+        else if (*s) return 0;
+    }
+    return 1;
+}
+
+static int valid_kind_list(const char *s) {
+    char one[32];
+    while (*s) {
+        size_t n = strcspn(s, ",");
+        if (n == 0 || n >= sizeof one) return 0;
+        memcpy(one, s, n);
+        one[n] = 0;
+        if (lks_kind_from_name(one) < 0) return 0;
+        s += n;
+        if (*s == ',') s++;
+    }
+    return 1;
+}
+
+/* Parses one set of lines and appends its rules. Returns -1 with err set. */
+static int parse_lines(struct lks_rules *r, const char *text, const char *fname, char *err,
+                       size_t errlen) {
+    static const char *const matchers[] = {"port", "path", "module", "func", "kind"};
+    int lineno = 0;
+    const char *p = text;
+    while (*p) {
+        char line[512];
+        size_t n = strcspn(p, "\n");
+        lineno++;
+        if (n >= sizeof line) {
+            set_err(err, errlen, "%s:%d: line too long", fname, lineno);
+            return -1;
+        }
+        memcpy(line, p, n);
+        line[n] = 0;
+        p += n;
+        if (*p == '\n') p++;
+        char *hash = strchr(line, '#');
+        if (hash) *hash = 0;
+
+        char f[4][512];
+        int nf = sscanf(line, "%511s %511s %511s %511s", f[0], f[1], f[2], f[3]);
+        if (nf <= 0) continue;
+        if (nf != 3) {
+            set_err(err, errlen, "%s:%d: expected 'SUBSYSTEM MATCHER PATTERN', got %d field%s",
+                    fname, lineno, nf, nf == 1 ? "" : "s");
+            return -1;
+        }
+        if (!valid_name(f[0])) {
+            set_err(err, errlen, "%s:%d: bad subsystem name '%s' (letters, digits, _ and -, < %d chars)",
+                    fname, lineno, f[0], LKS_SUBSYS_NAME);
+            return -1;
+        }
+        int m = -1;
+        for (int i = 0; i < 5; i++)
+            if (strcmp(f[1], matchers[i]) == 0) m = i;
+        if (m < 0) {
+            set_err(err, errlen, "%s:%d: unknown matcher '%s' (port, path, module, func, kind)",
+                    fname, lineno, f[1]);
+            return -1;
+        }
+        if (strlen(f[2]) >= LKS_RULE_PATTERN) {
+            set_err(err, errlen, "%s:%d: pattern longer than %d characters", fname, lineno,
+                    LKS_RULE_PATTERN - 1);
+            return -1;
+        }
+        if (m == LKS_MATCH_PORT && !valid_port_list(f[2])) {
+            set_err(err, errlen, "%s:%d: bad port list '%s' (e.g. 80,8080 or 9000-9100)", fname,
+                    lineno, f[2]);
+            return -1;
+        }
+        if (m == LKS_MATCH_KIND && !valid_kind_list(f[2])) {
+            set_err(err, errlen, "%s:%d: unknown descriptor kind in '%s'", fname, lineno, f[2]);
+            return -1;
+        }
+        if (r->nrules >= LKS_MAX_RULES) {
+            set_err(err, errlen, "%s:%d: more than %d rules", fname, lineno, LKS_MAX_RULES);
+            return -1;
+        }
+        int is_stack = (m == LKS_MATCH_MODULE || m == LKS_MATCH_FUNC);
+        if (is_stack && r->nstack >= LKS_MAX_STACK_RULES) {
+            set_err(err, errlen, "%s:%d: more than %d module/func rules", fname, lineno,
+                    LKS_MAX_STACK_RULES);
+            return -1;
+        }
+        int id = subsys_id_add(r, f[0]);
+        if (id < 0) {
+            set_err(err, errlen, "%s:%d: more than %d subsystems", fname, lineno, LKS_MAX_SUBSYS);
+            return -1;
+        }
+        struct lks_rule *rule = &r->rule[r->nrules++];
+        rule->subsys = (uint16_t)id;
+        rule->matcher = (uint8_t)m;
+        rule->stack_bit = is_stack ? (uint8_t)r->nstack++ : 0;
+        snprintf(rule->pattern, sizeof rule->pattern, "%s", f[2]);
+    }
+    return 0;
+}
+
+void lks_rules_defaults(struct lks_rules *r) {
+    rules_reset(r);
+    parse_lines(r, default_rules, "<built-in>", NULL, 0);
+}
+
+int lks_rules_parse(struct lks_rules *r, const char *text, const char *fname, char *err,
+                    size_t errlen) {
+    rules_reset(r);
+    if (parse_lines(r, text, fname, err, errlen) != 0 ||
+        parse_lines(r, default_rules, "<built-in>", err, errlen) != 0) {
+        lks_rules_defaults(r);
+        return -1;
+    }
+    return 0;
+}
+
+int lks_rules_load_file(struct lks_rules *r, const char *path, char *err, size_t errlen) {
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        lks_rules_defaults(r);
+        return -1;
+    }
+    static char text[64 * 1024];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    int toolong = !feof(f);
+    fclose(f);
+    if (toolong) {
+        set_err(err, errlen, "%s: larger than %zu bytes", path, sizeof text - 1);
+        lks_rules_defaults(r);
+        return -1;
+    }
+    text[n] = 0;
+    if (memchr(text, 0, n)) {
+        set_err(err, errlen, "%s: binary data in a rules file", path);
+        lks_rules_defaults(r);
+        return -1;
+    }
+    return lks_rules_parse(r, text, path, err, errlen);
+}
+
+/* Glob with '*', '?' and '[...]' (with '!' or '^' negation and ranges). */
+int lks_glob_match(const char *p, const char *s) {
+    const char *star_p = NULL, *star_s = NULL;
+    while (*s) {
+        if (*p == '*') {
+            star_p = ++p;
+            star_s = s;
+            continue;
+        }
+        if (*p == '?') {
+            p++, s++;
+            continue;
+        }
+        if (*p == '[') {
+            const char *q = p + 1;
+            int neg = (*q == '!' || *q == '^');
+            if (neg) q++;
+            int hit = 0;
+            const char *start = q;
+            while (*q && (*q != ']' || q == start)) {
+                if (q[1] == '-' && q[2] && q[2] != ']') {
+                    if ((unsigned char)*s >= (unsigned char)q[0] &&
+                        (unsigned char)*s <= (unsigned char)q[2])
+                        hit = 1;
+                    q += 3;
+                } else {
+                    if (*q == *s) hit = 1;
+                    q++;
+                }
+            }
+            if (*q == ']' && hit != neg) {
+                p = q + 1, s++;
+                continue;
+            }
+            if (*q != ']' && *p == *s) { /* unterminated '[': literal */
+                p++, s++;
+                continue;
+            }
+        } else if (*p == *s) {
+            p++, s++;
+            continue;
+        }
+        if (!star_p) return 0;
+        p = star_p;
+        s = ++star_s;
+    }
+    while (*p == '*') p++;
+    return *p == 0;
+}
+
+int lks_glob_list_match(const char *patterns, const char *s) {
+    char one[LKS_RULE_PATTERN];
+    while (*patterns) {
+        size_t n = strcspn(patterns, ",");
+        if (n < sizeof one) {
+            memcpy(one, patterns, n);
+            one[n] = 0;
+            if (lks_glob_match(one, s)) return 1;
+        }
+        patterns += n;
+        if (*patterns == ',') patterns++;
+    }
+    return 0;
+}
+
+static int port_list_match(const char *s, unsigned port) {
+    while (*s) {
+        char *end;
+        unsigned long lo = strtoul(s, &end, 10), hi = lo;
+        s = end;
+        if (*s == '-') {
+            hi = strtoul(s + 1, &end, 10);
+            s = end;
+        }
+        if (port >= lo && port <= hi) return 1;
+        if (*s == ',') s++;
+        else break;
+    }
+    return 0;
+}
+
+static int kind_list_match(const char *s, int kind) {
+    const char *name = lks_kind_name(kind);
+    size_t len = strlen(name);
+    while (*s) {
+        size_t n = strcspn(s, ",");
+        if (n == len && memcmp(s, name, n) == 0) return 1;
+        s += n;
+        if (*s == ',') s++;
+    }
+    return 0;
+}
+
+int lks_rules_classify(const struct lks_rules *r, const struct lks_subject *subj) {
+    for (int i = 0; i < r->nrules; i++) {
+        const struct lks_rule *rule = &r->rule[i];
+        int hit = 0;
+        switch (rule->matcher) {
+        case LKS_MATCH_PORT:
+            hit = subj->port && port_list_match(rule->pattern, subj->port);
+            break;
+        case LKS_MATCH_PATH:
+            hit = subj->path && lks_glob_list_match(rule->pattern, subj->path);
+            break;
+        case LKS_MATCH_MODULE:
+        case LKS_MATCH_FUNC:
+            hit = (subj->stack_bits >> rule->stack_bit) & 1;
+            break;
+        case LKS_MATCH_KIND:
+            hit = subj->kind != LKS_KIND_UNKNOWN && kind_list_match(rule->pattern, subj->kind);
+            break;
+        }
+        if (hit) return rule->subsys;
+    }
+    return LKS_SUBSYS_OTHER;
+}
+
+uint64_t lks_rules_stack_bits(const struct lks_rules *r, int nframes,
+                              const char *const *modules, const char *const *funcs) {
+    uint64_t bits = 0;
+    for (int i = 0; i < r->nrules; i++) {
+        const struct lks_rule *rule = &r->rule[i];
+        if (rule->matcher != LKS_MATCH_MODULE && rule->matcher != LKS_MATCH_FUNC) continue;
+        for (int f = 0; f < nframes; f++) {
+            const char *name = NULL;
+            if (rule->matcher == LKS_MATCH_MODULE && modules && modules[f]) {
+                name = strrchr(modules[f], '/');
+                name = name ? name + 1 : modules[f];
+            } else if (rule->matcher == LKS_MATCH_FUNC && funcs) {
+                name = funcs[f];
+            }
+            if (name && lks_glob_list_match(rule->pattern, name)) {
+                bits |= (uint64_t)1 << rule->stack_bit;
+                break;
+            }
+        }
+    }
+    return bits;
+}

@@ -1,0 +1,264 @@
+/* segment.h - the one file format every leakscope producer writes and every
+ * consumer reads.
+ *
+ * One segment per traced process: <dir>/<pid>.seg, mode 0600 in a 0700
+ * directory. A producer (the preload shims, or the eBPF loader) is the single
+ * writer; counters are atomics so readers need no lock. Records that must be
+ * read whole (descriptor entries, sites) are published with a sequence number
+ * or a key written last.
+ *
+ * Contract for readers: never trust the file. lks_segment_load() copies the
+ * file into private memory and checks magic, version, sizes and every offset
+ * before handing it out; anything else is refused with a message.
+ *
+ * Layout (offsets are in the header, all 64-byte aligned):
+ *   struct lks_header
+ *   struct lks_subsys   [LKS_MAX_SUBSYS]
+ *   struct lks_module   [LKS_MAX_MODULES]
+ *   struct lks_site     [sites_cap]        open-addressed by key
+ *   struct lks_fd       [fds_cap]          indexed by descriptor number
+ *   heap area           [heap_size bytes]  owned by memtrack (heapseg.h)
+ */
+#ifndef LKS_SEGMENT_H
+#define LKS_SEGMENT_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define LKS_MAGIC "LKSSEG\0\1"
+#define LKS_VERSION 1
+
+#define LKS_MAX_SUBSYS 48
+#define LKS_SUBSYS_NAME 24
+#define LKS_MAX_MODULES 256
+#define LKS_MODULE_PATH 240
+#define LKS_MAX_FRAMES 16
+#define LKS_DEFAULT_SITES 4096 /* power of two */
+#define LKS_DEFAULT_FDS 65536
+#define LKS_MIN_FDS 1024
+
+enum lks_producer { LKS_PRODUCER_PRELOAD = 1, LKS_PRODUCER_EBPF = 2 };
+
+/* Which views a producer fills in (header.features). */
+#define LKS_FEATURE_FD 1u
+#define LKS_FEATURE_HEAP 2u
+
+/* Open failures are counted per subsystem in these errno slots. */
+enum lks_errno_slot {
+    LKS_ERR_EMFILE,
+    LKS_ERR_ENFILE,
+    LKS_ERR_ENOMEM,
+    LKS_ERR_EACCES,
+    LKS_ERR_ENOENT,
+    LKS_ERR_OTHER,
+    LKS_ERR_SLOTS
+};
+
+/* What a descriptor is, as the kernel sees it. Rules can match on it. */
+enum lks_fd_kind {
+    LKS_KIND_UNKNOWN,
+    LKS_KIND_FILE,
+    LKS_KIND_DIR,
+    LKS_KIND_PIPE,
+    LKS_KIND_SOCKET, /* AF_INET / AF_INET6 */
+    LKS_KIND_UNIX,   /* AF_UNIX and socketpair */
+    LKS_KIND_OTHER_SOCKET,
+    LKS_KIND_EPOLL,
+    LKS_KIND_EVENTFD,
+    LKS_KIND_TIMERFD,
+    LKS_KIND_SIGNALFD,
+    LKS_KIND_INOTIFY,
+    LKS_KIND_MEMFD,
+    LKS_KIND_STDIO,
+    LKS_KIND_DEVICE,
+    LKS_KIND_COUNT
+};
+
+struct lks_header {
+    char magic[8];
+    uint32_t version;
+    uint32_t header_size;
+    uint64_t total_size;
+    uint32_t producer;
+    _Atomic uint32_t features;
+    int32_t pid;
+    int32_t ppid;
+    uint32_t uid;
+    uint32_t _pad0;
+    uint64_t proc_start_ticks; /* /proc/pid/stat field 22: tells pid reuse apart */
+    int64_t start_realtime_ns;
+    int64_t start_mono_ns; /* ages are CLOCK_MONOTONIC differences */
+    char comm[16];
+    char role[32];    /* LEAKSCOPE_ROLE, free text */
+    char session[40]; /* LEAKSCOPE_SESSION: the `leakscope run` that started us */
+    char exe[256];
+    uint64_t rlimit_nofile_cur;
+    uint64_t rlimit_nofile_max;
+
+    _Atomic uint32_t exited; /* 1 once exit() ran our destructor */
+    uint32_t _pad1;
+    _Atomic int64_t exit_realtime_ns;
+
+    /* Reconciliation with /proc/<pid>/fd, done by the writer at exit. */
+    _Atomic int64_t fd_unattributed; /* open in the kernel, unknown to the hooks */
+    _Atomic int64_t fd_stale;        /* known to the hooks, gone from the kernel */
+    _Atomic uint64_t fd_untracked;   /* descriptors >= fds_cap, counted only */
+    _Atomic uint64_t fd_unknown_close; /* successful close of an unknown fd */
+    _Atomic int32_t fd_hiwater;      /* highest descriptor number seen + 1 */
+    uint32_t _pad2;
+
+    /* Mark/diff: a reader bumps mark_seq (and mark_mono_ns); the writer
+     * resets the per-site "since mark" counters when it sees a new value. */
+    _Atomic uint64_t mark_seq;
+    _Atomic int64_t mark_mono_ns;
+    _Atomic uint64_t mark_applied_seq;
+
+    uint64_t subsys_off;
+    uint64_t modules_off;
+    uint64_t sites_off;
+    uint64_t fds_off;
+    uint64_t heap_off;
+    uint64_t heap_size;
+    uint32_t sites_cap;
+    uint32_t fds_cap;
+    _Atomic uint32_t subsys_used;
+    _Atomic uint32_t modules_used;
+    _Atomic uint32_t sites_used;
+    _Atomic uint32_t sites_dropped; /* site table full: counted, never grown */
+    _Atomic uint64_t sites_dropped_events;
+};
+
+/* Per-subsystem counters. Invariant: fd_opened - fd_closed == fd_open. */
+struct lks_subsys {
+    char name[LKS_SUBSYS_NAME];
+    uint32_t _pad;
+    _Atomic uint32_t used;
+    _Atomic int64_t fd_open;
+    _Atomic uint64_t fd_opened;
+    _Atomic uint64_t fd_closed;
+    _Atomic uint64_t fd_failed[LKS_ERR_SLOTS];
+    _Atomic int64_t heap_live_bytes;
+    _Atomic int64_t heap_live_allocs;
+    _Atomic uint64_t heap_alloc_bytes;
+    _Atomic uint64_t heap_allocs;
+    _Atomic uint64_t heap_frees;
+};
+
+/* A shared object that appears on some call stack. */
+struct lks_module {
+    uint64_t bias; /* link_map l_addr: runtime address - ELF vaddr */
+    uint64_t base; /* lowest mapped address */
+    char path[LKS_MODULE_PATH];
+};
+
+/* A call site: a bounded creating stack and the subsystem it was counted in.
+ * key == 0 means empty. The writer claims a slot by storing key (counters
+ * may be updated from then on), fills the frames, then sets ready. */
+struct lks_site {
+    _Atomic uint64_t key;
+    uint16_t subsys;
+    uint16_t nframes;
+    _Atomic uint32_t ready; /* 1 once frames and modules are written */
+    uint64_t stack_rule_bits; /* bit i: stack rule i matches this stack */
+    uint64_t frames[LKS_MAX_FRAMES];    /* raw return addresses */
+    uint16_t frame_module[LKS_MAX_FRAMES]; /* index into modules, 0xffff unknown */
+    _Atomic int64_t fd_open;
+    _Atomic uint64_t fd_opened;
+    _Atomic uint64_t fd_failed;
+    _Atomic int64_t heap_live_bytes;
+    _Atomic int64_t heap_live_allocs;
+    _Atomic uint64_t heap_alloc_bytes;
+    _Atomic uint64_t heap_allocs;
+    _Atomic int64_t heap_mark_live_bytes; /* allocated since the mark, still live */
+    _Atomic int64_t heap_mark_live_allocs;
+};
+
+#define LKS_NO_MODULE 0xffff
+
+/* Subsystems every segment has, at fixed ids. */
+#define LKS_SUBSYS_UNATTRIBUTED 0 /* open in the kernel, never seen by a hook */
+#define LKS_SUBSYS_OTHER 1        /* no rule matched */
+
+/* One descriptor. seq is odd while the writer changes the entry. */
+struct lks_fd {
+    _Atomic uint32_t seq;
+    uint8_t in_use;
+    uint8_t kind;
+    uint16_t subsys;
+    uint32_t site; /* site index + 1; 0 = none */
+    uint16_t port; /* peer port, or local port for listeners and accepted */
+    uint16_t flags;
+    int64_t created_mono_ns;
+    uint64_t inode;
+};
+
+#define LKS_FD_INHERITED 1u /* found at start-up, not created under the shim */
+#define LKS_FD_LISTENER 2u
+
+/* Where segments live: $LEAKSCOPE_DIR, else /dev/shm/leakscope-<uid>.
+ * Writes the path into buf; returns 0, or -1 if it does not fit. */
+int lks_segment_dir(char *buf, size_t len);
+
+/* Creates dir (0700) if missing and checks it is ours and private.
+ * Returns 0, or -1 with a message in err. */
+int lks_segment_dir_prepare(const char *dir, char *err, size_t errlen);
+
+/* Writer: creates a fresh segment for pid (replacing any stale one by
+ * unlink + exclusive create, so a reader's old copy is never truncated) and
+ * maps it read-write. Returns the mapping or NULL with a message in err. */
+struct lks_header *lks_segment_create(const char *dir, pid_t pid, uint32_t fds_cap,
+                                      uint32_t sites_cap, uint64_t heap_size,
+                                      char *err, size_t errlen);
+
+/* Section accessors for a validated (or self-created) segment. */
+static inline struct lks_subsys *lks_subsys_table(struct lks_header *h) {
+    return (struct lks_subsys *)((char *)h + h->subsys_off);
+}
+static inline struct lks_module *lks_module_table(struct lks_header *h) {
+    return (struct lks_module *)((char *)h + h->modules_off);
+}
+static inline struct lks_site *lks_site_table(struct lks_header *h) {
+    return (struct lks_site *)((char *)h + h->sites_off);
+}
+static inline struct lks_fd *lks_fd_table(struct lks_header *h) {
+    return (struct lks_fd *)((char *)h + h->fds_off);
+}
+static inline void *lks_heap_area(struct lks_header *h) {
+    return (char *)h + h->heap_off;
+}
+
+/* Reader: a private, validated copy of a segment file. Caller owns it and
+ * frees it with lks_segment_free(). Returns NULL with a message in err if the
+ * file is missing, truncated, foreign (other magic, version, owner) or has
+ * offsets that do not fit. */
+struct lks_header *lks_segment_load(const char *path, char *err, size_t errlen);
+
+/* Validates a segment image of len bytes in memory (what load uses).
+ * Returns 0, or -1 with a message in err. */
+int lks_segment_validate(const void *image, size_t len, char *err, size_t errlen);
+
+void lks_segment_free(struct lks_header *h);
+
+/* Reader: maps a segment read-write for the one thing a reader may write:
+ * the mark. Validates like load. Unmap with lks_segment_unmap(). */
+struct lks_header *lks_segment_map_rw(const char *path, size_t *len, char *err, size_t errlen);
+void lks_segment_unmap(struct lks_header *h, size_t len);
+
+/* Is the process that wrote this segment still the one running as its pid? */
+int lks_segment_process_alive(const struct lks_header *h);
+
+/* Name of an errno slot ("EMFILE", ...) and the slot of an errno value. */
+const char *lks_errno_slot_name(int slot);
+int lks_errno_slot(int err);
+
+/* Name of a descriptor kind ("pipe", ...) and the kind of a name, or -1. */
+const char *lks_kind_name(int kind);
+int lks_kind_from_name(const char *name);
+
+/* /proc/<pid>/stat field 22 (start time in clock ticks), 0 if unreadable.
+ * Uses only syscalls and no allocation, so the shims may call it. */
+uint64_t lks_proc_start_ticks(pid_t pid);
+
+#endif

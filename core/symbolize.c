@@ -1,0 +1,84 @@
+/* symbolize.c - offline symbolization with elfutils' libdwfl: each module of
+ * the segment is reported at its recorded load bias, then addresses are
+ * looked up for function names and source lines (DWARF where present,
+ * .symtab/.dynsym otherwise).
+ */
+#include "symbolize.h"
+
+#include <elfutils/libdwfl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct lks_symbolizer {
+    struct lks_header *seg;
+    Dwfl *dwfl;
+    Dwfl_Module *mod[LKS_MAX_MODULES];
+    char reported[LKS_MAX_MODULES]; /* 0 not tried, 1 ok, 2 failed */
+};
+
+static const Dwfl_Callbacks offline_callbacks = {
+    .find_elf = dwfl_build_id_find_elf,
+    .find_debuginfo = dwfl_standard_find_debuginfo,
+    .section_address = dwfl_offline_section_address,
+};
+
+struct lks_symbolizer *lks_symbolizer_new(struct lks_header *seg) {
+    struct lks_symbolizer *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->seg = seg;
+    s->dwfl = dwfl_begin(&offline_callbacks);
+    return s;
+}
+
+void lks_symbolizer_free(struct lks_symbolizer *s) {
+    if (!s) return;
+    if (s->dwfl) dwfl_end(s->dwfl);
+    free(s);
+}
+
+/* Reports a module lazily: one Dwfl per segment, modules added on demand. */
+static Dwfl_Module *module_get(struct lks_symbolizer *s, uint16_t module) {
+    if (!s->dwfl || module >= LKS_MAX_MODULES ||
+        module >= atomic_load(&s->seg->modules_used))
+        return NULL;
+    if (s->reported[module]) return s->reported[module] == 1 ? s->mod[module] : NULL;
+    struct lks_module *m = &lks_module_table(s->seg)[module];
+    dwfl_report_begin_add(s->dwfl);
+    s->mod[module] = dwfl_report_elf(s->dwfl, m->path, m->path, -1, m->bias, false);
+    dwfl_report_end(s->dwfl, NULL, NULL);
+    s->reported[module] = s->mod[module] ? 1 : 2;
+    return s->mod[module];
+}
+
+static const char *base_name(const char *path) {
+    const char *b = strrchr(path, '/');
+    return b ? b + 1 : path;
+}
+
+const char *lks_symbolize_func(struct lks_symbolizer *s, uint64_t addr, uint16_t module) {
+    Dwfl_Module *m = module_get(s, module);
+    if (!m) return NULL;
+    return dwfl_module_addrname(m, (Dwarf_Addr)(addr - 1));
+}
+
+const char *lks_symbolize_frame(struct lks_symbolizer *s, uint64_t addr, uint16_t module,
+                                char *buf, size_t len) {
+    const char *modname = "?";
+    if (module < LKS_MAX_MODULES && module < atomic_load(&s->seg->modules_used))
+        modname = base_name(lks_module_table(s->seg)[module].path);
+    Dwfl_Module *m = module_get(s, module);
+    const char *func = m ? dwfl_module_addrname(m, (Dwarf_Addr)(addr - 1)) : NULL;
+    if (!func) {
+        snprintf(buf, len, "0x%llx [%s]", (unsigned long long)addr, modname);
+        return buf;
+    }
+    Dwfl_Line *line = dwfl_module_getsrc(m, (Dwarf_Addr)(addr - 1));
+    int lineno = 0;
+    const char *file = line ? dwfl_lineinfo(line, NULL, &lineno, NULL, NULL, NULL) : NULL;
+    if (file)
+        snprintf(buf, len, "%s (%s:%d) [%s]", func, base_name(file), lineno, modname);
+    else
+        snprintf(buf, len, "%s [%s]", func, modname);
+    return buf;
+}

@@ -1,0 +1,30 @@
+/* symbolize.h - turns a segment's raw return addresses into "function
+ * (file:line) [module]" strings. Reader side only: the shims never
+ * symbolize. Uses the module table recorded in the segment, so it works after
+ * the traced process has exited, as long as its binaries are still on disk.
+ */
+#ifndef LKS_SYMBOLIZE_H
+#define LKS_SYMBOLIZE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "segment.h"
+
+struct lks_symbolizer;
+
+/* Creates a symbolizer for one validated segment (which must outlive it).
+ * Returns NULL only when out of memory. */
+struct lks_symbolizer *lks_symbolizer_new(struct lks_header *seg);
+void lks_symbolizer_free(struct lks_symbolizer *s);
+
+/* Describes one frame of a site into buf, e.g.
+ * "frontier_read_batch (crawler/frontier.c:88) [leakscope-crawler]", or
+ * "0x7f12... [libfoo.so]" when no symbol exists. Returns buf. */
+const char *lks_symbolize_frame(struct lks_symbolizer *s, uint64_t addr, uint16_t module,
+                                char *buf, size_t len);
+
+/* Just the function name of a frame, or NULL. Valid until the next call. */
+const char *lks_symbolize_func(struct lks_symbolizer *s, uint64_t addr, uint16_t module);
+
+#endif
