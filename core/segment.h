@@ -104,7 +104,7 @@ struct lks_header {
     /* Reconciliation with /proc/<pid>/fd, done by the writer at exit. */
     _Atomic int64_t fd_unattributed; /* open in the kernel, unknown to the hooks */
     _Atomic int64_t fd_stale;        /* known to the hooks, gone from the kernel */
-    _Atomic uint64_t fd_untracked;   /* descriptors >= fds_cap, counted only */
+    _Atomic int64_t fd_untracked;    /* open descriptors >= fds_cap, counted only */
     _Atomic uint64_t fd_unknown_close; /* successful close of an unknown fd */
     _Atomic int32_t fd_hiwater;      /* highest descriptor number seen + 1 */
     uint32_t _pad2;

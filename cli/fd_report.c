@@ -1,0 +1,147 @@
+/* fd_report.c - turns a segment's descriptor counters and sites into the
+ * summary a user reads: which subsystem holds descriptors, which failed,
+ * and the call sites that created the ones still open. */
+#include "fd_report.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+
+#define TEXT_SITES 5
+#define TEXT_FRAMES 4
+
+/* Sites worth showing: still holding descriptors, or with failures. */
+static int site_cmp(const void *a, const void *b) {
+    const struct lks_site *x = *(struct lks_site *const *)a, *y = *(struct lks_site *const *)b;
+    if (x->fd_open != y->fd_open) return x->fd_open < y->fd_open ? 1 : -1;
+    if (x->fd_failed != y->fd_failed) return x->fd_failed < y->fd_failed ? 1 : -1;
+    return (x->fd_opened < y->fd_opened) - (x->fd_opened > y->fd_opened);
+}
+
+static size_t collect_sites(struct lks_header *seg, struct lks_site ***out) {
+    struct lks_site *sites = lks_site_table(seg);
+    size_t n = 0;
+    struct lks_site **v = malloc(sizeof *v * seg->sites_cap);
+    if (!v) return 0;
+    for (uint32_t i = 0; i < seg->sites_cap; i++) {
+        struct lks_site *s = &sites[i];
+        if (!s->key || !s->ready) continue;
+        if (s->fd_open > 0 || s->fd_failed > 0) v[n++] = s;
+    }
+    qsort(v, n, sizeof *v, site_cmp);
+    *out = v;
+    return n;
+}
+
+static const char *subsys_name(struct lks_header *seg, unsigned id) {
+    return id < seg->subsys_used ? lks_subsys_table(seg)[id].name : "other";
+}
+
+static int subsys_has_fd(const struct lks_subsys *s) {
+    if (s->fd_opened || s->fd_closed || s->fd_open) return 1;
+    for (int e = 0; e < LKS_ERR_SLOTS; e++)
+        if (s->fd_failed[e]) return 1;
+    return 0;
+}
+
+void fd_report_json(FILE *out, struct lks_header *seg, struct lks_symbolizer *sym) {
+    struct lks_subsys *ss = lks_subsys_table(seg);
+    int64_t open_total = 0;
+    for (unsigned i = 0; i < seg->subsys_used; i++) open_total += ss[i].fd_open;
+
+    fprintf(out, "{\"open_total\":%lld,\"rlimit_nofile\":%llu,\"unattributed\":%lld,"
+                 "\"stale\":%lld,\"untracked\":%lld,\"unknown_closes\":%llu,",
+            (long long)open_total, (unsigned long long)seg->rlimit_nofile_cur,
+            (long long)seg->fd_unattributed, (long long)seg->fd_stale,
+            (long long)seg->fd_untracked, (unsigned long long)seg->fd_unknown_close);
+
+    fputs("\"by_subsystem\":{", out);
+    int first = 1;
+    for (unsigned i = 0; i < seg->subsys_used; i++) {
+        if (!subsys_has_fd(&ss[i])) continue;
+        fprintf(out, "%s", first ? "" : ",");
+        first = 0;
+        json_string(out, ss[i].name);
+        fprintf(out, ":{\"open\":%lld,\"opened\":%llu,\"closed\":%llu}", (long long)ss[i].fd_open,
+                (unsigned long long)ss[i].fd_opened, (unsigned long long)ss[i].fd_closed);
+    }
+    fputs("},\"open_failed\":{", out);
+    first = 1;
+    for (unsigned i = 0; i < seg->subsys_used; i++) {
+        int any = 0;
+        for (int e = 0; e < LKS_ERR_SLOTS; e++) {
+            if (!ss[i].fd_failed[e]) continue;
+            if (!any) {
+                fprintf(out, "%s", first ? "" : ",");
+                first = 0;
+                json_string(out, ss[i].name);
+                fputs(":{", out);
+            }
+            fprintf(out, "%s\"%s\":%llu", any ? "," : "", lks_errno_slot_name(e),
+                    (unsigned long long)ss[i].fd_failed[e]);
+            any = 1;
+        }
+        if (any) fputc('}', out);
+    }
+    fputs("},\"sites\":[", out);
+    struct lks_site **v = NULL;
+    size_t n = collect_sites(seg, &v);
+    for (size_t i = 0; i < n; i++) {
+        struct lks_site *s = v[i];
+        fprintf(out, "%s{\"subsystem\":", i ? "," : "");
+        json_string(out, subsys_name(seg, s->subsys));
+        fprintf(out, ",\"open\":%lld,\"opened\":%llu,\"failed\":%llu,\"frames\":[",
+                (long long)s->fd_open, (unsigned long long)s->fd_opened,
+                (unsigned long long)s->fd_failed);
+        for (int f = 0; f < s->nframes; f++) {
+            char buf[512];
+            if (f) fputc(',', out);
+            json_string(out, lks_symbolize_frame(sym, s->frames[f], s->frame_module[f], buf,
+                                                 sizeof buf));
+        }
+        fputs("]}", out);
+    }
+    free(v);
+    fputs("]}", out);
+}
+
+void fd_report_text(FILE *out, struct lks_header *seg, struct lks_symbolizer *sym) {
+    struct lks_subsys *ss = lks_subsys_table(seg);
+    int64_t open_total = 0;
+    for (unsigned i = 0; i < seg->subsys_used; i++) open_total += ss[i].fd_open;
+    fprintf(out, "  descriptors: %lld open at exit (limit %llu)", (long long)open_total,
+            (unsigned long long)seg->rlimit_nofile_cur);
+    if (seg->fd_unattributed) fprintf(out, ", %lld unattributed", (long long)seg->fd_unattributed);
+    fputc('\n', out);
+    fprintf(out, "    %-14s %8s %10s %10s  %s\n", "subsystem", "open", "opened", "closed",
+            "failed");
+    for (unsigned i = 0; i < seg->subsys_used; i++) {
+        if (!subsys_has_fd(&ss[i])) continue;
+        fprintf(out, "    %-14s %8lld %10llu %10llu  ", ss[i].name, (long long)ss[i].fd_open,
+                (unsigned long long)ss[i].fd_opened, (unsigned long long)ss[i].fd_closed);
+        int any = 0;
+        for (int e = 0; e < LKS_ERR_SLOTS; e++)
+            if (ss[i].fd_failed[e]) {
+                fprintf(out, "%s%s=%llu", any ? " " : "", lks_errno_slot_name(e),
+                        (unsigned long long)ss[i].fd_failed[e]);
+                any = 1;
+            }
+        fputs(any ? "\n" : "-\n", out);
+    }
+    struct lks_site **v = NULL;
+    size_t n = collect_sites(seg, &v);
+    for (size_t i = 0; i < n && i < TEXT_SITES; i++) {
+        struct lks_site *s = v[i];
+        if (s->fd_open <= 0 && s->fd_failed == 0) continue;
+        fprintf(out, "  %lld open (%llu opened, %llu failed) in %s, created at:\n",
+                (long long)s->fd_open, (unsigned long long)s->fd_opened,
+                (unsigned long long)s->fd_failed, subsys_name(seg, s->subsys));
+        for (int f = 0; f < s->nframes && f < TEXT_FRAMES; f++) {
+            char buf[512];
+            fprintf(out, "      %s\n",
+                    lks_symbolize_frame(sym, s->frames[f], s->frame_module[f], buf, sizeof buf));
+        }
+    }
+    free(v);
+}

@@ -1,0 +1,258 @@
+/* run.c - `leakscope run`: start a command under the shims, wait for it,
+ * and summarize every process of the run from its segment.
+ *
+ * The run is one "session": its id goes to every process through the
+ * environment, so the summary picks exactly this run's segments out of the
+ * shared per-user directory that all commands read.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "fd_report.h"
+#ifdef LKS_HAVE_HEAP
+#include "heap_report.h"
+#endif
+#include "json.h"
+#include "rules.h"
+#include "segdir.h"
+
+static void usage(FILE *out) {
+    fputs("usage: leakscope run [--fd] [--heap] [--rules FILE] [--dir DIR] [--summary FILE.json]\n"
+          "                     [--role NAME] [--keep] [--quiet] -- CMD [ARGS...]\n"
+          "Runs CMD and its children under the shims and summarizes at exit.\n"
+          "  --fd, --heap      what to trace (default: both)\n"
+          "  --rules FILE      classification rules (also LEAKSCOPE_RULES)\n"
+          "  --dir DIR         segment directory (default $LEAKSCOPE_DIR or /dev/shm/leakscope-UID)\n"
+          "  --summary FILE    write the summary as JSON\n"
+          "  --role NAME       label the processes (LEAKSCOPE_ROLE)\n"
+          "  --keep            keep the segments of exited processes\n"
+          "  --quiet           no human summary on stderr\n"
+          "Exit status: CMD's, or 128+signal if it was killed.\n",
+          out);
+}
+
+/* Directory holding this executable's shims: <exe dir>/../lib. */
+static int shim_dir(char *buf, size_t len) {
+    const char *env = getenv("LEAKSCOPE_LIB_DIR");
+    if (env && *env) return snprintf(buf, len, "%s", env) < (int)len ? 0 : -1;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return -1;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash) return -1;
+    *slash = 0;
+    return snprintf(buf, len, "%s/../lib", exe) < (int)len ? 0 : -1;
+}
+
+static int add_preload(const char *dir, const char *lib, char *preload, size_t len) {
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", dir, lib);
+    char real[PATH_MAX];
+    if (!realpath(path, real)) {
+        fprintf(stderr, "leakscope: cannot find %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    size_t used = strlen(preload);
+    if (snprintf(preload + used, len - used, "%s%s", used ? ":" : "", real) >= (int)(len - used)) {
+        fprintf(stderr, "leakscope: LD_PRELOAD too long\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* Writes {"processes":[...]} for the session. */
+static void write_summary_json(FILE *out, struct seg_list *l, int want_fd, int want_heap,
+                               int status) {
+    (void)want_heap;
+    fprintf(out, "{\"exit_status\":%d,\"processes\":[", status);
+    for (size_t i = 0; i < l->n; i++) {
+        struct lks_header *h = l->seg[i];
+        struct lks_symbolizer *sym = lks_symbolizer_new(h);
+        fprintf(out, "%s\n{\"pid\":%d,\"ppid\":%d,\"comm\":", i ? "," : "", h->pid, h->ppid);
+        json_string(out, h->comm);
+        fputs(",\"exe\":", out);
+        json_string(out, h->exe);
+        fputs(",\"role\":", out);
+        json_string(out, h->role);
+        fprintf(out, ",\"exited\":%s", h->exited ? "true" : "false");
+        if (want_fd && (h->features & LKS_FEATURE_FD)) {
+            fputs(",\"fd\":", out);
+            fd_report_json(out, h, sym);
+        }
+#ifdef LKS_HAVE_HEAP
+        if (want_heap && (h->features & LKS_FEATURE_HEAP)) {
+            fputs(",\"heap\":", out);
+            heap_report_json(out, h, sym);
+        }
+#endif
+        fputc('}', out);
+        lks_symbolizer_free(sym);
+    }
+    fputs("\n]}\n", out);
+}
+
+static void write_summary_text(FILE *out, struct seg_list *l, int want_fd, int want_heap) {
+    (void)want_heap;
+    fprintf(out, "\nleakscope: %zu process%s traced\n", l->n, l->n == 1 ? "" : "es");
+    for (size_t i = 0; i < l->n; i++) {
+        struct lks_header *h = l->seg[i];
+        struct lks_symbolizer *sym = lks_symbolizer_new(h);
+        fprintf(out, "pid %d (%s)%s%s%s\n", h->pid, h->comm, h->role[0] ? " role " : "", h->role,
+                lks_segment_process_alive(h) ? " [still running]" : "");
+        if (want_fd && (h->features & LKS_FEATURE_FD)) fd_report_text(out, h, sym);
+#ifdef LKS_HAVE_HEAP
+        if (want_heap && (h->features & LKS_FEATURE_HEAP)) heap_report_text(out, h, sym);
+#endif
+        lks_symbolizer_free(sym);
+    }
+}
+
+int cmd_run(int argc, char **argv) {
+    int want_fd = 0, want_heap = 0, keep = 0, quiet = 0;
+    const char *rules = NULL, *dir_opt = NULL, *summary = NULL, *role = NULL;
+    int i = 1;
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        }
+        if (a[0] != '-') break;
+        if (strcmp(a, "--fd") == 0) want_fd = 1;
+        else if (strcmp(a, "--heap") == 0) want_heap = 1;
+        else if (strcmp(a, "--keep") == 0) keep = 1;
+        else if (strcmp(a, "--quiet") == 0) quiet = 1;
+        else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (i + 1 < argc && strcmp(a, "--rules") == 0) rules = argv[++i];
+        else if (i + 1 < argc && strcmp(a, "--dir") == 0) dir_opt = argv[++i];
+        else if (i + 1 < argc && strcmp(a, "--summary") == 0) summary = argv[++i];
+        else if (i + 1 < argc && strcmp(a, "--role") == 0) role = argv[++i];
+        else {
+            fprintf(stderr, "leakscope run: unknown or incomplete option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (i >= argc) {
+        fprintf(stderr, "leakscope run: no command given\n");
+        usage(stderr);
+        return 2;
+    }
+    if (!want_fd && !want_heap) want_fd = want_heap = 1;
+#ifndef LKS_HAVE_HEAP
+    if (want_heap && !want_fd) {
+        fprintf(stderr, "leakscope run: this build has no heap tracing (libmemtrack)\n");
+        return 2;
+    }
+    want_heap = 0;
+#endif
+
+    char dir[512], libdir[PATH_MAX], preload[8192] = "";
+    if (segdir_resolve(dir_opt, dir, sizeof dir) != 0) return 2;
+    char err[600];
+    if (lks_segment_dir_prepare(dir, err, sizeof err) != 0) {
+        fprintf(stderr, "leakscope run: %s\n", err);
+        return 2;
+    }
+    if (shim_dir(libdir, sizeof libdir) != 0) {
+        fprintf(stderr, "leakscope run: cannot locate the shim directory\n");
+        return 2;
+    }
+    if ((want_fd && add_preload(libdir, "libfdtrack.so", preload, sizeof preload) != 0) ||
+        (want_heap && add_preload(libdir, "libmemtrack.so", preload, sizeof preload) != 0))
+        return 2;
+    const char *old = getenv("LD_PRELOAD");
+    if (old && *old) {
+        size_t used = strlen(preload);
+        snprintf(preload + used, sizeof preload - used, ":%s", old);
+    }
+    if (summary) {
+        /* Fail before running anything if the summary cannot be written. */
+        FILE *probe = fopen(summary, "a");
+        if (!probe) {
+            fprintf(stderr, "leakscope run: cannot write %s: %s\n", summary, strerror(errno));
+            return 2;
+        }
+        fclose(probe);
+    }
+
+    if (rules) {
+        struct lks_rules *r = malloc(sizeof *r);
+        if (!r) return 2;
+        if (lks_rules_load_file(r, rules, err, sizeof err) != 0) {
+            fprintf(stderr, "leakscope run: rules: %s; using the built-in defaults\n", err);
+            rules = NULL;
+        }
+        free(r);
+    }
+
+    char session[40];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(session, sizeof session, "run-%d-%lld", (int)getpid(), (long long)ts.tv_sec);
+
+    pid_t child = fork();
+    if (child < 0) {
+        fprintf(stderr, "leakscope run: fork: %s\n", strerror(errno));
+        return 2;
+    }
+    if (child == 0) {
+        setenv("LD_PRELOAD", preload, 1);
+        setenv("LEAKSCOPE_SESSION", session, 1);
+        setenv("LEAKSCOPE_DIR", dir, 1);
+        if (rules) {
+            char abs[PATH_MAX];
+            setenv("LEAKSCOPE_RULES", realpath(rules, abs) ? abs : rules, 1);
+        } else {
+            unsetenv("LEAKSCOPE_RULES");
+        }
+        if (role) setenv("LEAKSCOPE_ROLE", role, 1);
+        execvp(argv[i], &argv[i]);
+        fprintf(stderr, "leakscope run: cannot run %s: %s\n", argv[i], strerror(errno));
+        _exit(127);
+    }
+    /* The terminal's SIGINT/SIGQUIT reach the child; we wait and report. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGQUIT, SIG_IGN);
+    int wstatus = 0;
+    while (waitpid(child, &wstatus, 0) < 0 && errno == EINTR)
+        ;
+    int status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus)
+                 : WIFSIGNALED(wstatus) ? 128 + WTERMSIG(wstatus)
+                                        : 1;
+
+    struct seg_list l;
+    if (segdir_load(dir, session, 0, &l) != 0) {
+        fprintf(stderr, "leakscope run: cannot read %s: %s\n", dir, strerror(errno));
+        return status;
+    }
+    if (!quiet) write_summary_text(stderr, &l, want_fd, want_heap);
+    if (summary) {
+        FILE *f = fopen(summary, "w");
+        if (!f) {
+            fprintf(stderr, "leakscope run: cannot write %s: %s\n", summary, strerror(errno));
+        } else {
+            write_summary_json(f, &l, want_fd, want_heap, status);
+            if (fclose(f) != 0)
+                fprintf(stderr, "leakscope run: writing %s failed: %s\n", summary, strerror(errno));
+        }
+    }
+    if (!keep)
+        for (size_t k = 0; k < l.n; k++)
+            if (!lks_segment_process_alive(l.seg[k])) unlink(l.path[k]);
+    seg_list_free(&l);
+    return status;
+}
