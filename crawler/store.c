@@ -1,0 +1,336 @@
+/* store.c - the crawl's state in Redis.
+ *
+ * Multi-key updates that must not interleave with another process (claim a
+ * domain, finish a transfer, record discoveries) are Lua scripts, so each
+ * is one round trip and atomic. Every command goes through store_command,
+ * which survives a Redis restart by reconnecting and retrying; the scripts
+ * are written to be safe when a retry repeats one that already ran. */
+#include "store.h"
+#include "inject.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+enum script_id { SCRIPT_CLAIM_DOMAINS, SCRIPT_CLAIM_URL, SCRIPT_COMPLETE, SCRIPT_DISCOVER, SCRIPT_RECOVER,
+                 SCRIPT_PENDING, SCRIPT_COUNT };
+
+static const char *script_text[SCRIPT_COUNT] = {
+    [SCRIPT_CLAIM_DOMAINS] =
+        "local d = redis.call('ZRANGEBYSCORE', 'domains:schedule', '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])\n"
+        "local out = {}\n"
+        "for _, dom in ipairs(d) do\n"
+        "  redis.call('ZADD', 'domains:schedule', ARGV[2], dom)\n"
+        "  local m = redis.call('HMGET', 'domain:' .. dom, 'frontier_offset', 'frontier_size')\n"
+        "  out[#out+1] = dom; out[#out+1] = m[1] or '0'; out[#out+1] = m[2] or '0'\n"
+        "end\n"
+        "return out\n",
+    [SCRIPT_CLAIM_URL] =
+        "redis.call('HSET', 'domain:' .. ARGV[1], 'frontier_offset', ARGV[4])\n"
+        "if redis.call('HSETNX', 'fetched:urls', ARGV[2], ARGV[3]) == 1 then return 1 end\n"
+        "if redis.call('HGET', 'fetched:urls', ARGV[2]) == ARGV[3] then return 1 end\n"
+        "return 0\n",
+    [SCRIPT_COMPLETE] =
+        "if #ARGV[4] > 0 then redis.call('LPUSH', 'fetch:queue', ARGV[4]) end\n"
+        "local key = 'domain:' .. ARGV[1]\n"
+        "redis.call('HSET', key, 'frontier_offset', ARGV[2], 'next_fetch', ARGV[3])\n"
+        "local size = tonumber(redis.call('HGET', key, 'frontier_size') or '0')\n"
+        "if size > tonumber(ARGV[2]) then redis.call('ZADD', 'domains:schedule', ARGV[3], ARGV[1])\n"
+        "else redis.call('ZREM', 'domains:schedule', ARGV[1]) end\n"
+        "return 1\n",
+    [SCRIPT_DISCOVER] =
+        "local key = 'domain:' .. ARGV[1]\n"
+        "for i = 4, #ARGV do redis.call('SADD', 'seen:urls', ARGV[i]) end\n"
+        "local size = tonumber(redis.call('HGET', key, 'frontier_size') or '0')\n"
+        "if tonumber(ARGV[2]) > size then redis.call('HSET', key, 'frontier_size', ARGV[2]) end\n"
+        "local due = math.max(tonumber(ARGV[3]), tonumber(redis.call('HGET', key, 'next_fetch') or '0'))\n"
+        "redis.call('ZADD', 'domains:schedule', 'NX', due, ARGV[1])\n"
+        "return 1\n",
+    [SCRIPT_RECOVER] =
+        "local d = redis.call('ZRANGEBYSCORE', 'domains:schedule', '(' .. ARGV[1], '+inf')\n"
+        "for _, dom in ipairs(d) do redis.call('ZADD', 'domains:schedule', ARGV[2], dom) end\n"
+        "return #d\n",
+    [SCRIPT_PENDING] =
+        "local p = 0\n"
+        "for i = 0, tonumber(ARGV[1]) - 1 do p = p + redis.call('LLEN', 'fetch:processing:' .. i) end\n"
+        "return {redis.call('ZCARD', 'domains:schedule'), redis.call('LLEN', 'fetch:queue'), p}\n",
+};
+
+int store_open(struct store *s, const char *host, int port, int pool_size, int retry_ms) {
+    memset(s, 0, sizeof(*s));
+    s->pool = redis_pool_create(host, port, pool_size, retry_ms);
+    s->retry_ms = retry_ms;
+    return s->pool ? 0 : -1;
+}
+
+void store_close(struct store *s) {
+    redis_pool_destroy(s->pool);
+    s->pool = NULL;
+}
+
+static int64_t monotonic_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One attempt: NULL when the connection failed (c is then released broken). */
+static redisReply *store_try(struct store *s, int argc, const char **argv, const size_t *lens) {
+    redisContext *c = redis_pool_acquire(s->pool, s->last_error, sizeof(s->last_error));
+    if (!c) return NULL;
+    redisReply *reply = redisCommandArgv(c, argc, argv, lens);
+    if (!reply) {
+        snprintf(s->last_error, sizeof(s->last_error), "Redis: %s", c->errstr[0] ? c->errstr : "no reply");
+        redis_pool_release(s->pool, c, 1);
+        return NULL;
+    }
+    redis_pool_release(s->pool, c, 0);
+    return reply;
+}
+
+redisReply *store_command_argv(struct store *s, int argc, const char **argv, const size_t *lens) {
+    if (s->failed) return NULL;
+    int64_t deadline = monotonic_ms() + s->retry_ms;
+    int backoff_ms = 50;
+    for (;;) {
+        redisReply *reply = store_try(s, argc, argv, lens);
+        if (reply) return reply;
+        s->errors++;
+        if (monotonic_ms() >= deadline) {
+            s->failed = 1;
+            return NULL;
+        }
+        usleep((useconds_t)backoff_ms * 1000);
+        if (backoff_ms < 1000) backoff_ms *= 2;
+    }
+}
+
+/* Split a printf-style command into argv the way hiredis does, then run it
+ * through the retrying path. */
+redisReply *store_command(struct store *s, const char *fmt, ...) {
+    char *cmd = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int len = redisvFormatCommand(&cmd, fmt, ap);
+    va_end(ap);
+    if (len < 0) return NULL;
+    /* Parse the RESP we just built back into argv. */
+    int argc = atoi(cmd + 1);
+    const char **argv = calloc((size_t)argc, sizeof(char *));
+    size_t *lens = calloc((size_t)argc, sizeof(size_t));
+    redisReply *reply = NULL;
+    if (argv && lens) {
+        char *p = strchr(cmd, '\n') + 1;
+        for (int i = 0; i < argc; i++) {
+            lens[i] = (size_t)atol(p + 1);
+            p = strchr(p, '\n') + 1;
+            argv[i] = p;
+            p += lens[i] + 2;
+        }
+        reply = store_command_argv(s, argc, argv, lens);
+    }
+    free(argv);
+    free(lens);
+    redisFreeCommand(cmd);
+    return reply;
+}
+
+/* EVAL with the script body: Redis caches compiled scripts by body hash, so
+ * the cost over EVALSHA is only the bytes sent, and a restarted Redis that
+ * lost its script cache needs no special handling. */
+static redisReply *store_eval(struct store *s, enum script_id id, int argc, const char **args, const size_t *lens) {
+    const char *argv[argc + 3];
+    size_t alens[argc + 3];
+    argv[0] = "EVAL";
+    alens[0] = 4;
+    argv[1] = script_text[id];
+    alens[1] = strlen(script_text[id]);
+    argv[2] = "0";
+    alens[2] = 1;
+    for (int i = 0; i < argc; i++) {
+        argv[i + 3] = args[i];
+        alens[i + 3] = lens ? lens[i] : strlen(args[i]);
+    }
+    redisReply *reply = store_command_argv(s, argc + 3, argv, alens);
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        snprintf(s->last_error, sizeof(s->last_error), "Redis script: %s", reply->str);
+        freeReplyObject(reply);
+        return NULL;
+    }
+    return reply;
+}
+
+int store_reset(struct store *s) {
+    static const char *patterns[] = {"domain:*", "domains:*", "seen:*", "fetched:*", "fetch:*", "stats:*"};
+    for (size_t i = 0; i < sizeof(patterns) / sizeof(patterns[0]); i++) {
+        char cursor[32] = "0";
+        do {
+            redisReply *r = store_command(s, "SCAN %s MATCH %s COUNT 1000", cursor, patterns[i]);
+            if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+                if (r) freeReplyObject(r);
+                return -1;
+            }
+            snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+            redisReply *keys = r->element[1];
+            for (size_t k = 0; k < keys->elements; k++) {
+                redisReply *d = store_command(s, "UNLINK %b", keys->element[k]->str, keys->element[k]->len);
+                if (!d) {
+                    freeReplyObject(r);
+                    return -1;
+                }
+                freeReplyObject(d);
+            }
+            freeReplyObject(r);
+        } while (strcmp(cursor, "0") != 0);
+    }
+    return 0;
+}
+
+long store_claim_domains(struct store *s, int64_t now_ms, int64_t lease_ms, int max, char **domains,
+                         uint64_t *offsets, uint64_t *sizes) {
+    char now[24], lease[24], count[16];
+    snprintf(now, sizeof(now), "%lld", (long long)now_ms);
+    snprintf(lease, sizeof(lease), "%lld", (long long)lease_ms);
+    snprintf(count, sizeof(count), "%d", max);
+    const char *args[] = {now, lease, count};
+    redisReply *r = store_eval(s, SCRIPT_CLAIM_DOMAINS, 3, args, NULL);
+    if (!r) return -1;
+    long n = 0;
+    if (r->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i + 2 < r->elements + 0 && n < max; i += 3) {
+            domains[n] = strdup(r->element[i]->str);
+            offsets[n] = strtoull(r->element[i + 1]->str, NULL, 10);
+            sizes[n] = strtoull(r->element[i + 2]->str, NULL, 10);
+            n++;
+        }
+    }
+    freeReplyObject(r);
+    return n;
+}
+
+int store_claim_url(struct store *s, const char *domain, const char *url, const char *token, uint64_t offset) {
+    char off[24];
+    snprintf(off, sizeof(off), "%llu", (unsigned long long)offset);
+    const char *args[] = {domain, url, token, off};
+    redisReply *r = store_eval(s, SCRIPT_CLAIM_URL, 4, args, NULL);
+    if (!r) return -1;
+    int claimed = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    return claimed;
+}
+
+int store_complete(struct store *s, const char *domain, uint64_t offset, int64_t when_ms, const char *page,
+                   size_t page_len) {
+    char off[24], when[24];
+    snprintf(off, sizeof(off), "%llu", (unsigned long long)offset);
+    snprintf(when, sizeof(when), "%lld", (long long)when_ms);
+    const char *args[] = {domain, off, when, page ? page : ""};
+    size_t lens[] = {strlen(domain), strlen(off), strlen(when), page ? page_len : 0};
+    redisReply *r = store_eval(s, SCRIPT_COMPLETE, 4, args, lens);
+    if (!r) return -1;
+    freeReplyObject(r);
+    return 0;
+}
+
+int store_discover(struct store *s, const char *domain, uint64_t end, int64_t now_ms, const char **urls,
+                   size_t count) {
+    char endbuf[24], now[24];
+    snprintf(endbuf, sizeof(endbuf), "%llu", (unsigned long long)end);
+    snprintf(now, sizeof(now), "%lld", (long long)now_ms);
+    const char **args = malloc((count + 3) * sizeof(char *));
+    if (!args) return -1;
+    args[0] = domain;
+    args[1] = endbuf;
+    args[2] = now;
+    for (size_t i = 0; i < count; i++) args[i + 3] = urls[i];
+    redisReply *r = store_eval(s, SCRIPT_DISCOVER, (int)count + 3, args, NULL);
+    free(args);
+    if (!r) return -1;
+    freeReplyObject(r);
+    return 0;
+}
+
+long store_recover_leases(struct store *s, int64_t threshold_ms, int64_t now_ms) {
+    char threshold[24], now[24];
+    snprintf(threshold, sizeof(threshold), "%lld", (long long)threshold_ms);
+    snprintf(now, sizeof(now), "%lld", (long long)now_ms);
+    const char *args[] = {threshold, now};
+    redisReply *r = store_eval(s, SCRIPT_RECOVER, 2, args, NULL);
+    if (!r) return -1;
+    long n = r->type == REDIS_REPLY_INTEGER ? (long)r->integer : 0;
+    freeReplyObject(r);
+    return n;
+}
+
+int store_pending(struct store *s, int parsers, long *scheduled, long *queued, long *processing) {
+    char n[16];
+    snprintf(n, sizeof(n), "%d", parsers);
+    const char *args[] = {n};
+    redisReply *r = store_eval(s, SCRIPT_PENDING, 1, args, NULL);
+    if (!r) return -1;
+    int ok = r->type == REDIS_REPLY_ARRAY && r->elements == 3;
+    if (ok) {
+        *scheduled = (long)r->element[0]->integer;
+        *queued = (long)r->element[1]->integer;
+        *processing = (long)r->element[2]->integer;
+    }
+    freeReplyObject(r);
+    return ok ? 0 : -1;
+}
+
+int store_robots_save(struct store *s, const char *domain, int status, const char *text, size_t len) {
+    redisReply *r = store_command(s, "HSET domain:%s robots_status %d robots %b", domain, status, text ? text : "",
+                                  text ? len : 0);
+    if (!r) return -1;
+    freeReplyObject(r);
+    return 0;
+}
+
+int store_robots_load(struct store *s, const char *domain, int *status, char **text, size_t *len) {
+    redisReply *r = store_command(s, "HMGET domain:%s robots_status robots", domain);
+    if (!r) return -1;
+    int found = 0;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[0]->type == REDIS_REPLY_STRING) {
+        *status = atoi(r->element[0]->str);
+        const redisReply *t = r->element[1];
+        *len = t->type == REDIS_REPLY_STRING ? t->len : 0;
+        *text = malloc(*len + 1);
+        if (*text) {
+            if (*len) memcpy(*text, t->str, *len);
+            (*text)[*len] = '\0';
+            found = 1;
+        }
+    }
+    freeReplyObject(r);
+    return found;
+}
+
+long store_fetch_queue_length(struct store *s) {
+    if (inject_mode != INJECT_REDIS_POOL_GROWTH) {
+        redisReply *r = store_command(s, "LLEN " STORE_FETCH_QUEUE);
+        if (!r) return -1;
+        long n = r->type == REDIS_REPLY_INTEGER ? (long)r->integer : -1;
+        freeReplyObject(r);
+        return n;
+    }
+    /* INJECT_REDIS_POOL_GROWTH: the sample is taken as a cancellable task
+     * would, and its connection is abandoned instead of released. */
+    redisContext *c = redis_pool_acquire(s->pool, s->last_error, sizeof(s->last_error));
+    if (!c) return -1;
+    redisReply *r = redisCommand(c, "LLEN " STORE_FETCH_QUEUE);
+    long n = r && r->type == REDIS_REPLY_INTEGER ? (long)r->integer : -1;
+    if (r) freeReplyObject(r);
+    redis_pool_abandon(s->pool, c);
+    return n;
+}
+
+long store_counter(struct store *s, const char *key) {
+    redisReply *r = store_command(s, "GET %s", key);
+    if (!r) return -1;
+    long n = r->type == REDIS_REPLY_STRING ? atol(r->str) : 0;
+    freeReplyObject(r);
+    return n;
+}
