@@ -13,6 +13,7 @@
 
 /* The built-in defaults, in the user's syntax. */
 static const char default_rules[] =
+    "stdio     kind    stdio\n"
     "redis     port    6379\n"
     "https     port    443\n"
     "http      port    80,8080\n"
@@ -24,7 +25,6 @@ static const char default_rules[] =
     "http      module  libssl.so*,libcrypto.so*,libgnutls.so*\n"
     "frontier  func    frontier_*\n"
     "parse     module  libgumbo.so*,libxml2.so*\n"
-    "stdio     kind    stdio\n"
     "pipe      kind    pipe\n"
     "epoll     kind    epoll\n"
     "eventfd   kind    eventfd\n"

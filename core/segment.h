@@ -107,7 +107,7 @@ struct lks_header {
     _Atomic int64_t fd_untracked;    /* open descriptors >= fds_cap, counted only */
     _Atomic uint64_t fd_unknown_close; /* successful close of an unknown fd */
     _Atomic int32_t fd_hiwater;      /* highest descriptor number seen + 1 */
-    uint32_t _pad2;
+    _Atomic int32_t fd_own;          /* the shim's own (libunwind's pipe): never counted */
 
     /* Mark/diff: a reader bumps mark_seq (and mark_mono_ns); the writer
      * resets the per-site "since mark" counters when it sees a new value. */

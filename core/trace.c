@@ -118,6 +118,35 @@ static void write_subsys_names(struct lks_header *h) {
 
 static void fork_child(void);
 
+/* A traced parent already said why tracing is off; its children stay quiet.
+ * Reads /proc/<ppid>/maps for our runtime (failure path only). */
+static int parent_is_traced(void) {
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/%d/maps", (int)getppid());
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    int found = 0;
+    size_t keep = 0;
+    ssize_t n;
+    while (!found && (n = read(fd, buf + keep, sizeof buf - 1 - keep)) > 0) {
+        buf[keep + (size_t)n] = 0;
+        found = strstr(buf, "libleakscope-trace") != NULL;
+        /* Keep a tail so a name split across reads is still found. */
+        size_t len = keep + (size_t)n;
+        keep = len > 64 ? 64 : len;
+        memmove(buf, buf + len - keep, keep);
+    }
+    close(fd);
+    return found;
+}
+
+static void say_tracing_off(const char *why) {
+    if (parent_is_traced()) return;
+    char msg[700];
+    snprintf(msg, sizeof msg, "tracing off, program runs untouched: %s", why);
+    say(msg);
+}
+
 static void init_locked(void) {
     char err[600];
     const char *off = getenv("LEAKSCOPE_OFF");
@@ -135,19 +164,15 @@ static void init_locked(void) {
     } else {
         lks_rules_defaults(&g_rules);
     }
-    if (lks_segment_dir(g_dir, sizeof g_dir) != 0 ||
-        lks_segment_dir_prepare(g_dir, err, sizeof err) != 0) {
-        char msg[700];
-        snprintf(msg, sizeof msg, "tracing off, program runs untouched: %s", err);
-        say(msg);
+    if (lks_segment_dir(g_dir, sizeof g_dir) != 0) {
+        say_tracing_off("segment directory path too long");
         atomic_store(&g_state, ST_OFF);
         return;
     }
-    struct lks_header *h = new_segment(err, sizeof err);
+    struct lks_header *h = NULL;
+    if (lks_segment_dir_prepare(g_dir, err, sizeof err) == 0) h = new_segment(err, sizeof err);
     if (!h) {
-        char msg[700];
-        snprintf(msg, sizeof msg, "tracing off, program runs untouched: %s", err);
-        say(msg);
+        say_tracing_off(err);
         atomic_store(&g_state, ST_OFF);
         return;
     }

@@ -20,6 +20,10 @@
 
 #define STACK_SKIP 2 /* fdt_* function and the hook */
 
+#define OWN_MAX 16
+static _Atomic int own_fds[OWN_MAX]; /* fd + 1; 0 = free slot */
+static _Atomic int own_count;
+
 static inline struct lks_subsys *subsys_of(struct lks_header *h, int id) {
     return &lks_subsys_table(h)[id];
 }
@@ -57,6 +61,7 @@ static void entry_put(struct lks_header *h, int fd, int kind, int subsys, uint32
         atomic_fetch_add_explicit(&h->fd_untracked, 1, memory_order_relaxed);
         return;
     }
+    fdt_own_remove(fd); /* the program closed our descriptor and got its number */
     entry_write(&lks_fd_table(h)[fd], kind, subsys, site, port, flags, created);
     hiwater(h, fd);
 
@@ -218,7 +223,10 @@ __attribute__((noinline)) void fdt_accepted(struct lks_header *h, int listener, 
     entry_put(h, fd, kind, subsys, site, l.port, 0, lks_now_ns());
 }
 
-struct lks_fd fdt_close_begin(struct lks_header *h, int fd) { return entry_take(h, fd); }
+struct lks_fd fdt_close_begin(struct lks_header *h, int fd) {
+    fdt_own_remove(fd);
+    return entry_take(h, fd);
+}
 
 void fdt_close_done(struct lks_header *h, int fd, struct lks_fd taken, int ok) {
     if (taken.in_use) {
@@ -233,6 +241,10 @@ void fdt_close_done(struct lks_header *h, int fd, struct lks_fd taken, int ok) {
 }
 
 void fdt_close_range(struct lks_header *h, unsigned first, unsigned last) {
+    for (int i = 0; i < OWN_MAX; i++) {
+        int fd = atomic_load(&own_fds[i]) - 1;
+        if (fd >= 0 && (unsigned)fd >= first && (unsigned)fd <= last) fdt_own_remove(fd);
+    }
     unsigned top = (unsigned)atomic_load(&h->fd_hiwater);
     if (top > h->fds_cap) top = h->fds_cap;
     for (unsigned fd = first; fd < top && fd <= last; fd++) {
@@ -338,20 +350,28 @@ void fdt_adopt(struct lks_header *h, int fd, int subsys_override, uint16_t flags
     entry_put(h, fd, kind, subsys, 0, port, flags, lks_now_ns());
 }
 
-#define OWN_MAX 16
-static _Atomic int own_fds[OWN_MAX]; /* fd + 1; 0 = free slot */
-
 void fdt_own_add(int fd) {
-    for (int i = 0; i < OWN_MAX; i++) {
+    struct lks_header *h = lks_trace_seg();
+    for (int i = 0; h && i < OWN_MAX; i++) {
         int zero = 0;
-        if (atomic_compare_exchange_strong(&own_fds[i], &zero, fd + 1)) return;
+        if (atomic_compare_exchange_strong(&own_fds[i], &zero, fd + 1)) {
+            atomic_fetch_add(&own_count, 1);
+            atomic_fetch_add(&h->fd_own, 1);
+            return;
+        }
     }
 }
 
 void fdt_own_remove(int fd) {
-    for (int i = 0; i < OWN_MAX; i++) {
+    if (!atomic_load_explicit(&own_count, memory_order_relaxed)) return;
+    struct lks_header *h = lks_trace_seg();
+    for (int i = 0; h && i < OWN_MAX; i++) {
         int want = fd + 1;
-        if (atomic_compare_exchange_strong(&own_fds[i], &want, 0)) return;
+        if (atomic_compare_exchange_strong(&own_fds[i], &want, 0)) {
+            atomic_fetch_sub(&own_count, 1);
+            atomic_fetch_sub(&h->fd_own, 1);
+            return;
+        }
     }
 }
 

@@ -22,6 +22,7 @@
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
@@ -525,8 +526,20 @@ EXPORT int close(int fd) {
     REAL(close);
     struct lks_header *h = enter();
     if (!h) {
-        if (lks_in_hook) fdt_own_remove(fd);
-        return real_close(fd);
+        /* Inside a hook: a library of ours closing its own descriptor, or one
+         * of the program's (libunwind re-opening a pipe the program closed). */
+        h = lks_in_hook ? lks_trace_seg() : NULL;
+        if (!h) return real_close(fd);
+        if (fdt_is_own(fd)) {
+            fdt_own_remove(fd);
+            return real_close(fd);
+        }
+        struct lks_fd taken = fdt_close_begin(h, fd);
+        int ret = real_close(fd);
+        int err = errno;
+        fdt_close_done(h, fd, taken, ret == 0 || err != EBADF);
+        errno = err;
+        return ret;
     }
     struct lks_fd taken = fdt_close_begin(h, fd);
     int ret = real_close(fd);
@@ -560,4 +573,46 @@ EXPORT void closefrom(int lowfd) {
     real_closefrom(lowfd);
     if (lowfd >= 0) fdt_close_range(h, (unsigned)lowfd, ~0u);
     leave();
+}
+
+/* ---- the descriptor limit, for headroom ---- */
+
+static void note_nofile_limit(struct lks_header *h) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        h->rlimit_nofile_cur = rl.rlim_cur;
+        h->rlimit_nofile_max = rl.rlim_max;
+    }
+}
+
+#define RLIMIT_BODY(call, resource)                     \
+    struct lks_header *h = enter();                     \
+    if (!h) return call;                                \
+    int ret = call;                                     \
+    int err = errno;                                    \
+    if (ret == 0 && (int)(resource) == RLIMIT_NOFILE) note_nofile_limit(h); \
+    leave();                                            \
+    errno = err;                                        \
+    return ret
+
+EXPORT int setrlimit(__rlimit_resource_t resource, const struct rlimit *rl) {
+    REAL(setrlimit);
+    RLIMIT_BODY(real_setrlimit(resource, rl), resource);
+}
+
+EXPORT int setrlimit64(__rlimit_resource_t resource, const struct rlimit64 *rl) {
+    REAL(setrlimit64);
+    RLIMIT_BODY(real_setrlimit64(resource, rl), resource);
+}
+
+EXPORT int prlimit(pid_t pid, __rlimit_resource_t resource, const struct rlimit *nl,
+                   struct rlimit *ol) {
+    REAL(prlimit);
+    RLIMIT_BODY(real_prlimit(pid, resource, nl, ol), pid == 0 ? resource : RLIM_NLIMITS);
+}
+
+EXPORT int prlimit64(pid_t pid, __rlimit_resource_t resource, const struct rlimit64 *nl,
+                     struct rlimit64 *ol) {
+    REAL(prlimit64);
+    RLIMIT_BODY(real_prlimit64(pid, resource, nl, ol), pid == 0 ? resource : RLIM_NLIMITS);
 }
