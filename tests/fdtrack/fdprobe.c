@@ -273,6 +273,11 @@ int main(int argc, char **argv) {
         printf("basic ok\n");
         return 0;
     }
+    if (!strcmp(m, "clean")) {
+        probe_balanced_churn(20);
+        printf("clean ok\n");
+        return 0;
+    }
     if (!strcmp(m, "threads")) return mode_threads();
     if (!strcmp(m, "forkexec")) return mode_forkexec(arg ? arg : 1000);
     if (!strcmp(m, "spawn")) return mode_spawn();

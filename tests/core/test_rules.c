@@ -1,0 +1,140 @@
+/* test_rules.c - the rules language: defaults, user rules first, every
+ * matcher, and bad files refused with file:line while the defaults stay. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "rules.h"
+
+static struct lks_rules r;
+
+static const char *classify(int kind, unsigned port, const char *path, uint64_t bits) {
+    struct lks_subject s = {.kind = kind, .port = port, .path = path, .stack_bits = bits};
+    return r.names[lks_rules_classify(&r, &s)];
+}
+
+/* Stack bits as the runtime computes them, from module and function names. */
+static uint64_t stack(const char *module, const char *func) {
+    const char *mods[1] = {module}, *funcs[1] = {func};
+    return lks_rules_stack_bits(&r, 1, mods, funcs);
+}
+
+Test(rules, defaults_cover_the_seed_subsystems) {
+    lks_rules_defaults(&r);
+    cr_expect_str_eq(classify(LKS_KIND_SOCKET, 6379, NULL, 0), "redis");
+    cr_expect_str_eq(classify(LKS_KIND_SOCKET, 443, NULL, 0), "https");
+    cr_expect_str_eq(classify(LKS_KIND_SOCKET, 8080, NULL, 0), "http");
+    cr_expect_str_eq(classify(LKS_KIND_SOCKET, 5432, NULL, 0), "socket");
+    cr_expect_str_eq(classify(LKS_KIND_FILE, 0, "/data/frontiers/ab/x.example.frontier", 0),
+                     "frontier");
+    cr_expect_str_eq(classify(LKS_KIND_FILE, 0, "/var/log/crawler.log", 0), "log");
+    cr_expect_str_eq(classify(LKS_KIND_FILE, 0, "/srv/app.sqlite", 0), "sqlite");
+    cr_expect_str_eq(classify(LKS_KIND_FILE, 0, "/etc/passwd", 0), "file");
+    cr_expect_str_eq(classify(LKS_KIND_PIPE, 0, NULL, 0), "pipe");
+    cr_expect_str_eq(classify(LKS_KIND_EPOLL, 0, NULL, 0), "epoll");
+    cr_expect_str_eq(classify(LKS_KIND_STDIO, 0, "/tmp/out.log", 0), "stdio");
+    cr_expect_str_eq(classify(LKS_KIND_SOCKET, 0, NULL, stack("/usr/lib/libhiredis.so.0.14", "redisConnect")), "redis");
+    cr_expect_str_eq(classify(LKS_KIND_SOCKET, 0, NULL, stack("/usr/lib/x86_64-linux-gnu/libcurl.so.4", NULL)), "http");
+    cr_expect_str_eq(classify(LKS_KIND_FILE, 0, "/tmp/x", stack("/bin/crawler", "frontier_read_batch")), "frontier");
+    cr_expect_str_eq(classify(LKS_KIND_UNKNOWN, 0, NULL, 0), "other");
+}
+
+Test(rules, port_beats_module_when_listed_first) {
+    lks_rules_defaults(&r);
+    /* A libcurl socket to 443 is https: the port rule comes first. */
+    uint64_t curl = stack("libcurl.so.4", "Curl_socket");
+    cr_expect_str_eq(classify(LKS_KIND_SOCKET, 443, NULL, curl), "https");
+    cr_expect_str_eq(classify(LKS_KIND_SOCKET, 0, NULL, curl), "http");
+}
+
+Test(rules, user_rules_come_first_and_add_subsystems) {
+    char err[256];
+    cr_assert_eq(lks_rules_parse(&r,
+                                 "# mine\n"
+                                 "queue    port   9000-9100,7000\n"
+                                 "cache    path   /var/cache/*\n"
+                                 "redis    func   my_redis_*\n"
+                                 "\n   \t\n",
+                                 "mine.rules", err, sizeof err),
+                 0, "%s", err);
+    cr_expect_str_eq(classify(LKS_KIND_SOCKET, 9050, NULL, 0), "queue");
+    cr_expect_str_eq(classify(LKS_KIND_SOCKET, 7000, NULL, 0), "queue");
+    cr_expect_str_eq(classify(LKS_KIND_SOCKET, 9101, NULL, 0), "socket");
+    cr_expect_str_eq(classify(LKS_KIND_FILE, 0, "/var/cache/x.log", 0), "cache");
+    cr_expect_str_eq(classify(LKS_KIND_SOCKET, 0, NULL, stack("app", "my_redis_connect")), "redis");
+    cr_expect_str_eq(classify(LKS_KIND_SOCKET, 6379, NULL, 0), "redis", "defaults still apply");
+    cr_expect_eq(lks_rules_subsys_id(&r, "unattributed"), LKS_SUBSYS_UNATTRIBUTED);
+    cr_expect_eq(lks_rules_subsys_id(&r, "other"), LKS_SUBSYS_OTHER);
+}
+
+static void expect_bad(const char *text, const char *want) {
+    char err[256] = "";
+    cr_expect_eq(lks_rules_parse(&r, text, "bad.rules", err, sizeof err), -1, "accepted: %s", text);
+    cr_expect(strstr(err, want) != NULL, "error '%s' lacks '%s'", err, want);
+    /* The defaults are in force after a bad file. */
+    cr_expect_str_eq(classify(LKS_KIND_SOCKET, 6379, NULL, 0), "redis");
+    cr_expect_eq(r.nrules > 10, 1);
+}
+
+Test(rules, bad_lines_name_file_and_line) {
+    expect_bad("redis port 6379\nhttp prot 80\n", "bad.rules:2:");
+    expect_bad("x port 0\n", "bad.rules:1: bad port list");
+    expect_bad("x port 70000\n", "bad port list");
+    expect_bad("x port 80-\n", "bad port list");
+    expect_bad("x port abc\n", "bad port list");
+    expect_bad("x kind fifo\n", "unknown descriptor kind");
+    expect_bad("x path\n", "expected 'SUBSYSTEM MATCHER PATTERN'");
+    expect_bad("x path a b\n", "got 4 fields");
+    expect_bad("bad/name path *\n", "bad subsystem name");
+    expect_bad("waytoolongsubsystemname_over_limit path *\n", "bad subsystem name");
+    char big[400];
+    memset(big, 'a', sizeof big);
+    memcpy(big, "x path ", 7);
+    big[sizeof big - 1] = 0;
+    expect_bad(big, "pattern longer");
+}
+
+Test(rules, too_many_rules_or_subsystems) {
+    char text[64 * 1024] = "";
+    for (int i = 0; i < 70; i++) {
+        char line[64];
+        snprintf(line, sizeof line, "s%d func f%d\n", i % 10, i);
+        strcat(text, line);
+    }
+    expect_bad(text, "module/func rules");
+    text[0] = 0;
+    for (int i = 0; i < 60; i++) {
+        char line[64];
+        snprintf(line, sizeof line, "sub%d port %d\n", i, 1000 + i);
+        strcat(text, line);
+    }
+    expect_bad(text, "subsystems");
+}
+
+Test(rules, missing_or_binary_file) {
+    char err[256];
+    cr_expect_eq(lks_rules_load_file(&r, "/nonexistent/rules", err, sizeof err), -1);
+    cr_expect(strstr(err, "/nonexistent/rules") != NULL);
+    FILE *f = fopen("/tmp/lks-binary.rules", "w");
+    fwrite("redis port 1\0junk", 1, 17, f);
+    fclose(f);
+    cr_expect_eq(lks_rules_load_file(&r, "/tmp/lks-binary.rules", err, sizeof err), -1);
+    cr_expect(strstr(err, "binary") != NULL, "%s", err);
+    remove("/tmp/lks-binary.rules");
+}
+
+Test(glob, shell_patterns) {
+    cr_expect(lks_glob_match("*/frontier*/*", "/data/frontiers/ab/h1.frontier"));
+    cr_expect(!lks_glob_match("*/frontier*/*", "/data/frontier"));
+    cr_expect(lks_glob_match("libcurl.so*", "libcurl.so.4"));
+    cr_expect(lks_glob_match("*.log.[0-9]*", "/var/log/x.log.1"));
+    cr_expect(!lks_glob_match("*.log.[0-9]*", "/var/log/x.log.old"));
+    cr_expect(lks_glob_match("[!a]bc", "xbc"));
+    cr_expect(!lks_glob_match("[!a]bc", "abc"));
+    cr_expect(lks_glob_match("a?c", "abc"));
+    cr_expect(lks_glob_match("**", ""));
+    cr_expect(!lks_glob_match("a", ""));
+    cr_expect(lks_glob_match("[ab", "[ab"), "unterminated bracket is literal");
+    cr_expect(lks_glob_list_match("*.db,*.sqlite", "x.sqlite"));
+    cr_expect(!lks_glob_list_match("*.db,*.sqlite", "x.txt"));
+}
