@@ -73,8 +73,10 @@ static int valid_name(const char *s) {
     return 1;
 }
 
-/* Checks a port list: numbers or ranges 1..65535 separated by commas. */
-static int valid_port_list(const char *s) {
+/* Compiles a port list (numbers or ranges 1..65535, comma-separated).
+ * Returns 0 if it is malformed. */
+static int compile_ports(struct lks_rule *rule, const char *s) {
+    rule->nports = 0;
     while (*s) {
         char *end;
         long lo = strtol(s, &end, 10), hi = lo;
@@ -87,21 +89,48 @@ static int valid_port_list(const char *s) {
         }
         if (*s == ',') s++;
         else if (*s) return 0;
+        if (rule->nports >= LKS_RULE_PORT_RANGES) return 0;
+        rule->port_lo[rule->nports] = (uint16_t)lo;
+        rule->port_hi[rule->nports] = (uint16_t)hi;
+        rule->nports++;
     }
-    return 1;
+    return rule->nports > 0;
 }
 
-static int valid_kind_list(const char *s) {
+/* Compiles a kind list into a bit mask. Returns 0 on an unknown kind. */
+static int compile_kinds(struct lks_rule *rule, const char *s) {
     char one[32];
+    rule->kinds = 0;
     while (*s) {
         size_t n = strcspn(s, ",");
         if (n == 0 || n >= sizeof one) return 0;
         memcpy(one, s, n);
         one[n] = 0;
-        if (lks_kind_from_name(one) < 0) return 0;
+        int k = lks_kind_from_name(one);
+        if (k < 0) return 0;
+        rule->kinds |= 1u << k;
         s += n;
         if (*s == ',') s++;
     }
+    return 1;
+}
+
+static int is_plain(const char *p) { return p[strcspn(p, "*?[")] == 0; }
+
+/* Splits a comma list of globs into alts and notes which are suffixes. */
+static int compile_globs(struct lks_rule *rule, const char *s) {
+    size_t len = strlen(s);
+    memcpy(rule->alts, s, len + 1);
+    rule->nalts = 1;
+    for (size_t i = 0; i < len; i++)
+        if (rule->alts[i] == ',') {
+            rule->alts[i] = 0;
+            rule->nalts++;
+        }
+    if (rule->nalts > 8) return 0;
+    const char *p = rule->alts;
+    for (int i = 0; i < rule->nalts; i++, p += strlen(p) + 1)
+        if (p[0] == '*' && is_plain(p + 1)) rule->suffix_alts |= (uint8_t)(1u << i);
     return 1;
 }
 
@@ -152,13 +181,20 @@ static int parse_lines(struct lks_rules *r, const char *text, const char *fname,
                     LKS_RULE_PATTERN - 1);
             return -1;
         }
-        if (m == LKS_MATCH_PORT && !valid_port_list(f[2])) {
-            set_err(err, errlen, "%s:%d: bad port list '%s' (e.g. 80,8080 or 9000-9100)", fname,
-                    lineno, f[2]);
+        struct lks_rule compiled;
+        memset(&compiled, 0, sizeof compiled);
+        if (m == LKS_MATCH_PORT && !compile_ports(&compiled, f[2])) {
+            set_err(err, errlen, "%s:%d: bad port list '%s' (e.g. 80,8080 or 9000-9100, at most %d)",
+                    fname, lineno, f[2], LKS_RULE_PORT_RANGES);
             return -1;
         }
-        if (m == LKS_MATCH_KIND && !valid_kind_list(f[2])) {
+        if (m == LKS_MATCH_KIND && !compile_kinds(&compiled, f[2])) {
             set_err(err, errlen, "%s:%d: unknown descriptor kind in '%s'", fname, lineno, f[2]);
+            return -1;
+        }
+        if ((m == LKS_MATCH_PATH || m == LKS_MATCH_MODULE || m == LKS_MATCH_FUNC) &&
+            !compile_globs(&compiled, f[2])) {
+            set_err(err, errlen, "%s:%d: more than 8 globs in '%s'", fname, lineno, f[2]);
             return -1;
         }
         if (r->nrules >= LKS_MAX_RULES) {
@@ -177,10 +213,11 @@ static int parse_lines(struct lks_rules *r, const char *text, const char *fname,
             return -1;
         }
         struct lks_rule *rule = &r->rule[r->nrules++];
+        *rule = compiled;
         rule->subsys = (uint16_t)id;
         rule->matcher = (uint8_t)m;
         rule->stack_bit = is_stack ? (uint8_t)r->nstack++ : 0;
-        snprintf(rule->pattern, sizeof rule->pattern, "%s", f[2]);
+        memcpy(rule->pattern, f[2], strlen(f[2]) + 1); /* length checked above */
     }
     return 0;
 }
@@ -276,46 +313,26 @@ int lks_glob_match(const char *p, const char *s) {
     return *p == 0;
 }
 
-int lks_glob_list_match(const char *patterns, const char *s) {
-    char one[LKS_RULE_PATTERN];
-    while (*patterns) {
-        size_t n = strcspn(patterns, ",");
-        if (n < sizeof one) {
-            memcpy(one, patterns, n);
-            one[n] = 0;
-            if (lks_glob_match(one, s)) return 1;
+/* Matches s against a rule's pre-split globs; '*.log'-like ones are a
+ * suffix compare, the common case. */
+static int alts_match(const struct lks_rule *rule, const char *s) {
+    const char *p = rule->alts;
+    size_t sl = strlen(s);
+    for (int i = 0; i < rule->nalts; i++) {
+        size_t pl = strlen(p);
+        if ((rule->suffix_alts >> i) & 1) {
+            if (pl - 1 <= sl && memcmp(s + sl - (pl - 1), p + 1, pl - 1) == 0) return 1;
+        } else if (lks_glob_match(p, s)) {
+            return 1;
         }
-        patterns += n;
-        if (*patterns == ',') patterns++;
+        p += pl + 1;
     }
     return 0;
 }
 
-static int port_list_match(const char *s, unsigned port) {
-    while (*s) {
-        char *end;
-        unsigned long lo = strtoul(s, &end, 10), hi = lo;
-        s = end;
-        if (*s == '-') {
-            hi = strtoul(s + 1, &end, 10);
-            s = end;
-        }
-        if (port >= lo && port <= hi) return 1;
-        if (*s == ',') s++;
-        else break;
-    }
-    return 0;
-}
-
-static int kind_list_match(const char *s, int kind) {
-    const char *name = lks_kind_name(kind);
-    size_t len = strlen(name);
-    while (*s) {
-        size_t n = strcspn(s, ",");
-        if (n == len && memcmp(s, name, n) == 0) return 1;
-        s += n;
-        if (*s == ',') s++;
-    }
+static int ports_match(const struct lks_rule *rule, unsigned port) {
+    for (int i = 0; i < rule->nports; i++)
+        if (port >= rule->port_lo[i] && port <= rule->port_hi[i]) return 1;
     return 0;
 }
 
@@ -325,17 +342,18 @@ int lks_rules_classify(const struct lks_rules *r, const struct lks_subject *subj
         int hit = 0;
         switch (rule->matcher) {
         case LKS_MATCH_PORT:
-            hit = subj->port && port_list_match(rule->pattern, subj->port);
+            hit = subj->port && ports_match(rule, subj->port);
             break;
         case LKS_MATCH_PATH:
-            hit = subj->path && lks_glob_list_match(rule->pattern, subj->path);
+            hit = subj->path && alts_match(rule, subj->path);
             break;
         case LKS_MATCH_MODULE:
         case LKS_MATCH_FUNC:
             hit = (subj->stack_bits >> rule->stack_bit) & 1;
             break;
         case LKS_MATCH_KIND:
-            hit = subj->kind != LKS_KIND_UNKNOWN && kind_list_match(rule->pattern, subj->kind);
+            hit = subj->kind > LKS_KIND_UNKNOWN && subj->kind < LKS_KIND_COUNT &&
+                  ((rule->kinds >> subj->kind) & 1);
             break;
         }
         if (hit) return rule->subsys;
@@ -357,7 +375,7 @@ uint64_t lks_rules_stack_bits(const struct lks_rules *r, int nframes,
             } else if (rule->matcher == LKS_MATCH_FUNC && funcs) {
                 name = funcs[f];
             }
-            if (name && lks_glob_list_match(rule->pattern, name)) {
+            if (name && alts_match(rule, name)) {
                 bits |= (uint64_t)1 << rule->stack_bit;
                 break;
             }

@@ -28,11 +28,20 @@
 
 enum lks_matcher { LKS_MATCH_PORT, LKS_MATCH_PATH, LKS_MATCH_MODULE, LKS_MATCH_FUNC, LKS_MATCH_KIND };
 
+#define LKS_RULE_PORT_RANGES 16
+
+/* One rule, pre-compiled at parse time so matching does no parsing. */
 struct lks_rule {
     uint16_t subsys;     /* index into lks_rules.names */
     uint8_t matcher;     /* enum lks_matcher */
     uint8_t stack_bit;   /* for module/func: bit in a site's stack_rule_bits */
-    char pattern[LKS_RULE_PATTERN];
+    uint8_t nalts;       /* path/module/func: globs in alts, '\0'-separated */
+    uint8_t nports;      /* port: ranges in port_lo/port_hi */
+    uint8_t suffix_alts; /* bit i: alt i is '*' + plain text, matched as a suffix */
+    uint32_t kinds;      /* kind: bit per enum lks_fd_kind */
+    uint16_t port_lo[LKS_RULE_PORT_RANGES], port_hi[LKS_RULE_PORT_RANGES];
+    char pattern[LKS_RULE_PATTERN]; /* as written, for messages */
+    char alts[LKS_RULE_PATTERN];
 };
 
 struct lks_rules {
@@ -77,8 +86,5 @@ int lks_rules_subsys_id(const struct lks_rules *r, const char *name);
 
 /* Shell-style glob: '*', '?', '[...]'. No allocation. Returns 1 on match. */
 int lks_glob_match(const char *pattern, const char *s);
-
-/* Matches any glob of a comma-separated list. */
-int lks_glob_list_match(const char *patterns, const char *s);
 
 #endif

@@ -367,6 +367,7 @@ void fdt_own_remove(int fd) {
     struct lks_header *h = lks_trace_seg();
     for (int i = 0; h && i < OWN_MAX; i++) {
         int want = fd + 1;
+        if (atomic_load_explicit(&own_fds[i], memory_order_relaxed) != want) continue;
         if (atomic_compare_exchange_strong(&own_fds[i], &want, 0)) {
             atomic_fetch_sub(&own_count, 1);
             atomic_fetch_sub(&h->fd_own, 1);
