@@ -15,8 +15,13 @@ static struct crawl_stats snapshot;
 
 static enum MHD_Result metrics_answer(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                       const char *version, const char *upload, size_t *upload_size, void **state) {
-    (void)cls; (void)version; (void)upload; (void)upload_size; (void)state;
+    (void)cls; (void)version; (void)upload; (void)upload_size;
     if (strcmp(method, "GET") != 0) return MHD_NO;
+    static int headers_seen; /* answer on the second call, keeping the connection alive */
+    if (!*state) {
+        *state = &headers_seen;
+        return MHD_YES;
+    }
     struct MHD_Response *resp;
     unsigned status;
     if (strcmp(url, "/metrics") == 0) {

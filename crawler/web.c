@@ -56,8 +56,15 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 
 static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                               const char *version, const char *upload, size_t *upload_size, void **state) {
-    (void)cls; (void)version; (void)upload; (void)upload_size; (void)state;
+    (void)cls; (void)version; (void)upload; (void)upload_size;
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) return MHD_NO;
+    /* Answer on the second call: a response queued on the first one makes
+     * libmicrohttpd close the connection instead of keeping it alive. */
+    static int headers_seen;
+    if (!*state) {
+        *state = &headers_seen;
+        return MHD_YES;
+    }
     const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
     struct webgen_response r;
     webgen_respond(&web, host, url, &r);
