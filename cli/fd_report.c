@@ -3,6 +3,7 @@
  * and the call sites that created the ones still open. */
 #include "fd_report.h"
 
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,12 +46,35 @@ static int subsys_has_fd(const struct lks_subsys *s) {
     return 0;
 }
 
+/* Entries of /proc/PID/fd for a live process, or -1. */
+static long kernel_open_count(const struct lks_header *seg) {
+    if (!lks_segment_process_alive(seg)) return -1;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", seg->pid);
+    DIR *d = opendir(path);
+    if (!d) return -1;
+    long n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.') n++;
+    closedir(d);
+    return n;
+}
+
 void fd_report_json(FILE *out, struct lks_header *seg, struct lks_symbolizer *sym) {
     struct lks_subsys *ss = lks_subsys_table(seg);
     int64_t open_total = 0;
     for (unsigned i = 0; i < seg->subsys_used; i++) open_total += ss[i].fd_open;
+    /* A live process is reconciled now: what the kernel has beyond what the
+     * hooks saw (and the shim's own) is unattributed. */
+    long kernel = kernel_open_count(seg);
+    if (kernel >= 0)
+        fprintf(out, "{\"kernel_open\":%ld,\"unattributed_now\":%lld,", kernel,
+                (long long)(kernel - open_total - seg->fd_own));
+    else
+        fputc('{', out);
 
-    fprintf(out, "{\"open_total\":%lld,\"rlimit_nofile\":%llu,\"unattributed\":%lld,"
+    fprintf(out, "\"open_total\":%lld,\"rlimit_nofile\":%llu,\"unattributed\":%lld,"
                  "\"stale\":%lld,\"untracked\":%lld,\"unknown_closes\":%llu,",
             (long long)open_total, (unsigned long long)seg->rlimit_nofile_cur,
             (long long)seg->fd_unattributed, (long long)seg->fd_stale,

@@ -16,6 +16,7 @@ struct command {
 static const struct command commands[] = {
     {"run", cmd_run, "run a command under the shims and summarize its leaks"},
     {"ls", cmd_ls, "list traced processes in the segment directory"},
+    {"show", cmd_show, "summarize traced processes by pid, live"},
 #ifdef LKS_HAVE_HEAP
     {"mark", cmd_mark, "set a heap reference point in a traced process"},
     {"diff", cmd_diff, "show what was allocated since the mark and is still live"},

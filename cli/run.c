@@ -18,13 +18,9 @@
 #include <unistd.h>
 
 #include "commands.h"
-#include "fd_report.h"
-#ifdef LKS_HAVE_HEAP
-#include "heap_report.h"
-#endif
-#include "json.h"
 #include "rules.h"
 #include "segdir.h"
+#include "summary.h"
 
 static void usage(FILE *out) {
     fputs("usage: leakscope run [--fd] [--heap] [--rules FILE] [--dir DIR] [--summary FILE.json]\n"
@@ -69,53 +65,6 @@ static int add_preload(const char *dir, const char *lib, char *preload, size_t l
         return -1;
     }
     return 0;
-}
-
-/* Writes {"processes":[...]} for the session. */
-static void write_summary_json(FILE *out, struct seg_list *l, int want_fd, int want_heap,
-                               int status) {
-    (void)want_heap;
-    fprintf(out, "{\"exit_status\":%d,\"processes\":[", status);
-    for (size_t i = 0; i < l->n; i++) {
-        struct lks_header *h = l->seg[i];
-        struct lks_symbolizer *sym = lks_symbolizer_new(h);
-        fprintf(out, "%s\n{\"pid\":%d,\"ppid\":%d,\"comm\":", i ? "," : "", h->pid, h->ppid);
-        json_string(out, h->comm);
-        fputs(",\"exe\":", out);
-        json_string(out, h->exe);
-        fputs(",\"role\":", out);
-        json_string(out, h->role);
-        fprintf(out, ",\"exited\":%s", h->exited ? "true" : "false");
-        if (want_fd && (h->features & LKS_FEATURE_FD)) {
-            fputs(",\"fd\":", out);
-            fd_report_json(out, h, sym);
-        }
-#ifdef LKS_HAVE_HEAP
-        if (want_heap && (h->features & LKS_FEATURE_HEAP)) {
-            fputs(",\"heap\":", out);
-            heap_report_json(out, h, sym);
-        }
-#endif
-        fputc('}', out);
-        lks_symbolizer_free(sym);
-    }
-    fputs("\n]}\n", out);
-}
-
-static void write_summary_text(FILE *out, struct seg_list *l, int want_fd, int want_heap) {
-    (void)want_heap;
-    fprintf(out, "\nleakscope: %zu process%s traced\n", l->n, l->n == 1 ? "" : "es");
-    for (size_t i = 0; i < l->n; i++) {
-        struct lks_header *h = l->seg[i];
-        struct lks_symbolizer *sym = lks_symbolizer_new(h);
-        fprintf(out, "pid %d (%s)%s%s%s\n", h->pid, h->comm, h->role[0] ? " role " : "", h->role,
-                lks_segment_process_alive(h) ? " [still running]" : "");
-        if (want_fd && (h->features & LKS_FEATURE_FD)) fd_report_text(out, h, sym);
-#ifdef LKS_HAVE_HEAP
-        if (want_heap && (h->features & LKS_FEATURE_HEAP)) heap_report_text(out, h, sym);
-#endif
-        lks_symbolizer_free(sym);
-    }
 }
 
 int cmd_run(int argc, char **argv) {
@@ -239,13 +188,13 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "leakscope run: cannot read %s: %s\n", dir, strerror(errno));
         return status;
     }
-    if (!quiet) write_summary_text(stderr, &l, want_fd, want_heap);
+    if (!quiet) summary_text(stderr, &l, want_fd, want_heap);
     if (summary) {
         FILE *f = fopen(summary, "w");
         if (!f) {
             fprintf(stderr, "leakscope run: cannot write %s: %s\n", summary, strerror(errno));
         } else {
-            write_summary_json(f, &l, want_fd, want_heap, status);
+            summary_json(f, &l, want_fd, want_heap, status);
             if (fclose(f) != 0)
                 fprintf(stderr, "leakscope run: writing %s failed: %s\n", summary, strerror(errno));
         }

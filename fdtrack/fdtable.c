@@ -38,7 +38,7 @@ static inline void hiwater(struct lks_header *h, int fd) {
 
 /* Writes an entry under its sequence number. */
 static void entry_write(struct lks_fd *e, int kind, int subsys, uint32_t site, unsigned port,
-                        uint16_t flags, int64_t created) {
+                        uint16_t flags, int64_t created, uint64_t inode) {
     uint32_t seq = atomic_load_explicit(&e->seq, memory_order_relaxed);
     atomic_store_explicit(&e->seq, seq | 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
@@ -48,21 +48,21 @@ static void entry_write(struct lks_fd *e, int kind, int subsys, uint32_t site, u
     e->port = (uint16_t)port;
     e->flags = flags;
     e->created_mono_ns = created;
-    e->inode = 0;
+    e->inode = inode;
     e->in_use = 1;
     atomic_store_explicit(&e->seq, (seq | 1) + 1, memory_order_release);
 }
 
 /* Stores an entry and counts it open in its subsystem and site. */
 static void entry_put(struct lks_header *h, int fd, int kind, int subsys, uint32_t site,
-                      unsigned port, uint16_t flags, int64_t created) {
+                      unsigned port, uint16_t flags, int64_t created, uint64_t inode) {
     if (fd < 0) return;
     if ((uint32_t)fd >= h->fds_cap) {
         atomic_fetch_add_explicit(&h->fd_untracked, 1, memory_order_relaxed);
         return;
     }
     fdt_own_remove(fd); /* the program closed our descriptor and got its number */
-    entry_write(&lks_fd_table(h)[fd], kind, subsys, site, port, flags, created);
+    entry_write(&lks_fd_table(h)[fd], kind, subsys, site, port, flags, created, inode);
     hiwater(h, fd);
 
     struct lks_subsys *ss = subsys_of(h, subsys);
@@ -92,9 +92,17 @@ static struct lks_fd entry_take(struct lks_header *h, int fd) {
     out.port = e->port;
     out.flags = e->flags;
     out.created_mono_ns = e->created_mono_ns;
+    out.inode = e->inode;
     e->in_use = 0;
     atomic_store_explicit(&e->seq, (seq | 1) + 1, memory_order_release);
     return out;
+}
+
+/* A socket's inode, so a reader can ask the kernel (sock_diag) about it. */
+static uint64_t socket_inode(int fd, int kind) {
+    struct stat st;
+    if (kind != LKS_KIND_SOCKET && kind != LKS_KIND_UNIX && kind != LKS_KIND_OTHER_SOCKET) return 0;
+    return fstat(fd, &st) == 0 ? (uint64_t)st.st_ino : 0;
 }
 
 static void count_closed(struct lks_header *h, const struct lks_fd *e) {
@@ -158,7 +166,7 @@ __attribute__((noinline)) void fdt_created(struct lks_header *h, int fd, int err
         count_failed(h, subsys, site, err);
         return;
     }
-    entry_put(h, fd, kind, subsys, site, port, 0, lks_now_ns());
+    entry_put(h, fd, kind, subsys, site, port, 0, lks_now_ns(), socket_inode(fd, kind));
 }
 
 __attribute__((noinline)) void fdt_created_pair(struct lks_header *h, const int fds[2], int ok,
@@ -172,8 +180,8 @@ __attribute__((noinline)) void fdt_created_pair(struct lks_header *h, const int 
         return;
     }
     int64_t now = lks_now_ns();
-    entry_put(h, fds[0], kind, subsys, site, 0, 0, now);
-    entry_put(h, fds[1], kind, subsys, site, 0, 0, now);
+    entry_put(h, fds[0], kind, subsys, site, 0, 0, now, socket_inode(fds[0], kind));
+    entry_put(h, fds[1], kind, subsys, site, 0, 0, now, socket_inode(fds[1], kind));
 }
 
 static struct lks_fd entry_peek(struct lks_header *h, int fd) {
@@ -187,6 +195,7 @@ static struct lks_fd entry_peek(struct lks_header *h, int fd) {
         out.site = e->site;
         out.port = e->port;
         out.flags = e->flags;
+        out.inode = e->inode;
     }
     return out;
 }
@@ -205,7 +214,7 @@ __attribute__((noinline)) void fdt_duplicated(struct lks_header *h, int oldfd, i
     struct lks_fd prev = entry_take(h, newfd); /* dup2 onto an open descriptor */
     if (prev.in_use) count_closed(h, &prev);
     entry_put(h, newfd, orig.in_use ? orig.kind : LKS_KIND_UNKNOWN, subsys, site, orig.port,
-              orig.flags & LKS_FD_LISTENER, lks_now_ns());
+              orig.flags & LKS_FD_LISTENER, lks_now_ns(), orig.inode);
 }
 
 __attribute__((noinline)) void fdt_accepted(struct lks_header *h, int listener, int fd,
@@ -220,7 +229,7 @@ __attribute__((noinline)) void fdt_accepted(struct lks_header *h, int listener, 
         count_failed(h, subsys, site, err);
         return;
     }
-    entry_put(h, fd, kind, subsys, site, l.port, 0, lks_now_ns());
+    entry_put(h, fd, kind, subsys, site, l.port, 0, lks_now_ns(), socket_inode(fd, kind));
 }
 
 struct lks_fd fdt_close_begin(struct lks_header *h, int fd) {
@@ -281,12 +290,14 @@ void fdt_set_port(struct lks_header *h, int fd, unsigned port, int listener) {
             atomic_fetch_sub_explicit(&site->fd_opened, 1, memory_order_relaxed);
         }
         entry_put(h, fd, old.kind, subsys, new_site, port,
-                  (uint16_t)(old.flags | (listener ? LKS_FD_LISTENER : 0)), old.created_mono_ns);
+                  (uint16_t)(old.flags | (listener ? LKS_FD_LISTENER : 0)), old.created_mono_ns,
+                  old.inode);
         return;
     }
     /* Same subsystem: restore the entry without counting it again. */
     entry_write(&lks_fd_table(h)[fd], old.kind, old.subsys, old.site, port,
-                (uint16_t)(old.flags | (listener ? LKS_FD_LISTENER : 0)), old.created_mono_ns);
+                (uint16_t)(old.flags | (listener ? LKS_FD_LISTENER : 0)), old.created_mono_ns,
+                old.inode);
 }
 
 /* Kind, path and port of an existing descriptor, from the kernel. */
@@ -347,7 +358,7 @@ void fdt_adopt(struct lks_header *h, int fd, int subsys_override, uint16_t flags
         struct lks_subject subj = {.kind = kind, .port = port, .path = path[0] == '/' ? path : NULL};
         subsys = lks_rules_classify(lks_trace_rules(), &subj);
     }
-    entry_put(h, fd, kind, subsys, 0, port, flags, lks_now_ns());
+    entry_put(h, fd, kind, subsys, 0, port, flags, lks_now_ns(), socket_inode(fd, kind));
 }
 
 void fdt_own_add(int fd) {

@@ -46,6 +46,28 @@ lks run --quiet --summary "$S" -- "$FDPROBE" emfile >/dev/null
 check "EMFILE failures counted" 50 "$(jq '.processes[0].fd.open_failed.file.EMFILE' "$S")"
 check "rlimit recorded" 64 "$(jq '.processes[0].fd.rlimit_nofile' "$S")"
 
+# Other commands see a process started by `leakscope run`, live, without flags.
+mkfifo "$TMP/hold"
+lks run --quiet -- "$FDPROBE" hold <"$TMP/hold" >"$TMP/hold.out" &
+RUN=$!
+exec 9>"$TMP/hold"
+for _ in $(seq 50); do grep -q ready "$TMP/hold.out" 2>/dev/null && break; sleep 0.1; done
+hp=$(awk '/ready/ {print $2}' "$TMP/hold.out")
+lks show --json "$hp" >"$TMP/show.json"
+check "show: live frontier descriptors" 4 "$(jq '.processes[0].fd.by_subsystem.frontier.open' "$TMP/show.json")"
+check "show: reconciled with /proc now, nothing unattributed" 0 "$(jq '.processes[0].fd.unattributed_now' "$TMP/show.json")"
+check "show: kernel count is /proc/PID/fd" "$(ls /proc/$hp/fd | wc -l)" "$(jq '.processes[0].fd.kernel_open' "$TMP/show.json")"
+check_true "ls lists it as running" grep -q "^ *$hp .*running" <(lks ls)
+lks show "$hp" | grep -q "frontier_leak_files"
+check "show: text names the call site" 0 "$?"
+exec 9>&-
+wait $RUN
+lks show 999999 2>"$TMP/err"
+check "show: untraced pid exits 1" 1 "$?"
+check_true "show: says not traced" grep -q "not traced" "$TMP/err"
+lks show abc 2>/dev/null
+check "show: bad pid exits 2" 2 "$?"
+
 # Bad input.
 lks run 2>"$TMP/err"
 check "no command: exit 2" 2 "$?"

@@ -240,6 +240,8 @@ static int mode_connect(int port, int n) {
 static int mode_hold(void) {
     frontier_leak_files(4);
     probe_leak_pipes(3);
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) != 0) return 1;
     printf("ready %d\n", (int)getpid());
     fflush(stdout);
     char c;

@@ -391,6 +391,19 @@ Test(fdtrack, live_open_count_equals_proc_fd_at_a_quiescent_point) {
     cr_expect_leq(h->fd_own, 2, "only libunwind's validation pipe is ours");
     cr_expect_eq(subsys(h, "frontier")->fd_open, 4);
     cr_expect_eq(subsys(h, "pipe")->fd_open, 6); /* our stdin/stdout pipes are stdio */
+    /* Sockets carry their inode, as the kernel names it in /proc/PID/fd. */
+    int sockets = 0;
+    for (int fd = 0; fd < h->fd_hiwater; fd++) {
+        struct lks_fd *e = &lks_fd_table(h)[fd];
+        if (!e->in_use || e->kind != LKS_KIND_UNIX) continue;
+        char link[64], target[64] = "", want[64];
+        snprintf(link, sizeof link, "/proc/%d/fd/%d", (int)p, fd);
+        cr_assert(readlink(link, target, sizeof target - 1) > 0);
+        snprintf(want, sizeof want, "socket:[%llu]", (unsigned long long)e->inode);
+        cr_expect_str_eq(target, want);
+        sockets++;
+    }
+    cr_expect_eq(sockets, 2);
     lks_segment_free(h);
     close(in[1]);
     close(out[0]);
