@@ -1,0 +1,335 @@
+/* hooks.c - the interposed allocator: malloc & co. forward to the next
+ * allocator (libc_next.h) and record what they returned.
+ *
+ * Hot path of a malloc: look the call site up by (return address, frame)
+ * (callsite.h), insert the pointer into its stripe and bump this thread's
+ * counters under the stripe lock. No malloc, no global lock, no unwinding
+ * unless the call site is new or sampled.
+ *
+ * Anything that runs while lks_in_hook is set (our own work, signal
+ * handlers that interrupt it, fork handlers) is forwarded untouched. When
+ * the segment could not be created, every call is a plain forward.
+ *
+ * Double free: the shim remembers recent frees per stripe. A free of a
+ * pointer that is not live but was freed recently is reported (allocation
+ * site, caller of the first free, stack of the second) and NOT passed to libc,
+ * which would abort the program. A free of a pointer the shim never saw is
+ * counted and forwarded.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "aggregate.h"
+#include "alloc_table.h"
+#include "callsite.h"
+#include "counters.h"
+#include "libc_next.h"
+#include "trace.h"
+
+static _Atomic int g_on; /* tracking: the segment exists and we are set up */
+
+#define CALLER_RA ((uintptr_t)__builtin_return_address(0))
+#define CALLER_FP ((uintptr_t)__builtin_frame_address(0))
+
+static inline int tracking(void) {
+    return atomic_load_explicit(&g_on, memory_order_relaxed) && !lks_in_hook;
+}
+
+/* After the exit aggregation, counters are published as they change. */
+static inline void publish_if_final(uint32_t site, uint32_t subsys) {
+    if (__builtin_expect(atomic_load_explicit(&g_final, memory_order_relaxed), 0)) {
+        struct lks_header *h = lks_trace_seg();
+        if (h) counters_publish_one(h, site, subsys);
+    }
+}
+
+static void track_alloc(void *p, size_t size, uintptr_t ra, uintptr_t fp) {
+    struct site_ref ref = callsite_resolve(ra, fp);
+    struct alloc_rec rec = alloc_rec_make((uintptr_t)p, size,
+                                          (uint16_t)atomic_load_explicit(&g_mark_gen,
+                                                                         memory_order_relaxed),
+                                          ref.site, ref.subsys, heap_clock_ms());
+    struct alloc_rec old;
+    struct ctr_block *b = counters_mine();
+    struct stripe *s = stripe_of((uintptr_t)p);
+    stripe_lock(s);
+    int r = stripe_insert(s, &rec, &old);
+    if (r == 1) /* its free happened where we could not see it */
+        counters_free(b, REC_SITE(&old), REC_SUBSYS(&old), (int64_t)REC_SIZE(&old));
+    if (r >= 0) counters_alloc(b, ref.site, ref.subsys, (int64_t)size);
+    else stripe_forget_freed(s, (uintptr_t)p);
+    stripe_unlock(s);
+    if (r < 0) aggregate_count(EV_TABLE_FULL);
+    if (r == 1) publish_if_final(REC_SITE(&old), REC_SUBSYS(&old));
+    publish_if_final(ref.site, ref.subsys);
+}
+
+/* Memory handed out without tracking must not look like a recent free. */
+static void *untracked(void *p) {
+    if (p && atomic_load_explicit(&g_on, memory_order_relaxed)) {
+        struct stripe *s = stripe_of((uintptr_t)p);
+        if (stripe_trylock(s)) {
+            stripe_forget_freed(s, (uintptr_t)p);
+            stripe_unlock(s);
+        }
+        aggregate_count(EV_UNTRACKED_ALLOC);
+    }
+    return p;
+}
+
+static void report_double_free(void *p, const struct freed_rec *fr, uintptr_t ra) {
+    uint32_t second = callsite_stack_site(ra);
+    uint32_t first = callsite_frame_site((uintptr_t)fr->free_ra);
+    aggregate_note_double_free((uintptr_t)p, fr->size, fr->site_subsys >> 24,
+                               fr->site_subsys & 0xffffffu, first, second);
+    char line[200];
+    int n = snprintf(line, sizeof line,
+                     "leakscope: double free of %p (%llu bytes) caught, not passed to libc\n", p,
+                     (unsigned long long)fr->size);
+    if (n > 0) {
+        ssize_t w = write(2, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+        (void)w;
+    }
+}
+
+/* Returns 1 if p must be passed on to libc. */
+static int track_free(void *p, uintptr_t ra) {
+    struct alloc_rec rec;
+    struct freed_rec fr;
+    struct ctr_block *b = counters_mine();
+    struct stripe *s = stripe_of((uintptr_t)p);
+    stripe_lock(s);
+    if (stripe_remove(s, (uintptr_t)p, &rec)) {
+        counters_free(b, REC_SITE(&rec), REC_SUBSYS(&rec), (int64_t)REC_SIZE(&rec));
+        stripe_note_freed(s, &rec, ra);
+        stripe_unlock(s);
+        publish_if_final(REC_SITE(&rec), REC_SUBSYS(&rec));
+        return 1;
+    }
+    int twice = stripe_find_freed(s, (uintptr_t)p, &fr);
+    if (twice) stripe_forget_freed(s, (uintptr_t)p);
+    stripe_unlock(s);
+    if (twice) {
+        report_double_free(p, &fr, ra);
+        return 0;
+    }
+    aggregate_count(EV_UNKNOWN_FREE);
+    return 1;
+}
+
+/* The common shape of every allocating hook, for a call made at (ra, fp).
+ * call is evaluated once. */
+#define ALLOC_HOOK_AT(ra, fp, call, size, bootstrap)                      \
+    do {                                                                  \
+        uintptr_t ra_ = (ra), fp_ = (fp);                                 \
+        if (__builtin_expect(!libc_next_ready(), 0)) return (bootstrap);  \
+        if (!tracking()) return untracked(call);                          \
+        lks_in_hook++;                                                    \
+        void *p_ = (call);                                                \
+        if (p_) track_alloc(p_, (size), ra_, fp_);                        \
+        else aggregate_count(EV_FAILED_ALLOC);                            \
+        lks_in_hook--;                                                    \
+        return p_;                                                        \
+    } while (0)
+#define ALLOC_HOOK(call, size, bootstrap) ALLOC_HOOK_AT(CALLER_RA, CALLER_FP, call, size, bootstrap)
+
+LKS_EXPORT void *malloc(size_t size) {
+    ALLOC_HOOK(libc_next.malloc(size), size, boot_alloc(size, 16));
+}
+
+static void *boot_calloc(size_t n, size_t size) {
+    size_t total;
+    return __builtin_mul_overflow(n, size, &total) ? NULL : boot_alloc(total, 16);
+}
+
+LKS_EXPORT void *calloc(size_t n, size_t size) {
+    ALLOC_HOOK(libc_next.calloc(n, size), n * size, boot_calloc(n, size));
+}
+
+LKS_EXPORT void *memalign(size_t align, size_t size) {
+    ALLOC_HOOK(libc_next.memalign ? libc_next.memalign(align, size) : NULL, size,
+               boot_alloc(size, align));
+}
+
+LKS_EXPORT void *aligned_alloc(size_t align, size_t size) {
+    ALLOC_HOOK(libc_next.aligned_alloc ? libc_next.aligned_alloc(align, size) : NULL, size,
+               boot_alloc(size, align));
+}
+
+LKS_EXPORT void *valloc(size_t size) {
+    ALLOC_HOOK(libc_next.valloc ? libc_next.valloc(size) : NULL, size, boot_alloc(size, 4096));
+}
+
+LKS_EXPORT void *pvalloc(size_t size) {
+    ALLOC_HOOK(libc_next.pvalloc ? libc_next.pvalloc(size) : NULL, size,
+               boot_alloc((size + 4095) & ~(size_t)4095, 4096));
+}
+
+LKS_EXPORT int posix_memalign(void **out, size_t align, size_t size) {
+    uintptr_t ra = CALLER_RA, fp = CALLER_FP;
+    if (!libc_next_ready()) {
+        void *p = boot_alloc(size, align);
+        if (!p) return ENOMEM;
+        *out = p;
+        return 0;
+    }
+    if (!tracking()) {
+        int rc = libc_next.posix_memalign(out, align, size);
+        if (rc == 0) untracked(*out);
+        return rc;
+    }
+    lks_in_hook++;
+    int rc = libc_next.posix_memalign(out, align, size);
+    if (rc == 0 && *out) track_alloc(*out, size, ra, fp);
+    else if (rc == ENOMEM) aggregate_count(EV_FAILED_ALLOC);
+    lks_in_hook--;
+    return rc;
+}
+
+LKS_EXPORT void free(void *p) {
+    uintptr_t ra = CALLER_RA;
+    if (!p || boot_owns(p) || !libc_next_ready()) return;
+    if (!tracking()) {
+        libc_next.free(p);
+        return;
+    }
+    lks_in_hook++;
+    int forward = track_free(p, ra);
+    lks_in_hook--;
+    if (forward) libc_next.free(p);
+}
+
+/* realloc = free of the old block + allocation at the realloc's call site;
+ * a failed realloc leaves the old block (and its record) as it was. */
+static void *do_realloc(void *p, size_t size, uintptr_t ra, uintptr_t fp) {
+    if (!p) ALLOC_HOOK_AT(ra, fp, libc_next.malloc(size), size, boot_alloc(size, 16));
+    if (!libc_next_ready() || boot_owns(p)) {
+        size_t old = boot_owns(p) ? boot_size(p) : 0;
+        void *q = libc_next_ready() ? malloc(size) : boot_alloc(size, 16);
+        if (q) memcpy(q, p, old < size ? old : size);
+        return q;
+    }
+    if (!tracking()) return libc_next.realloc(p, size);
+    lks_in_hook++;
+    struct alloc_rec old, replaced;
+    struct ctr_block *b = counters_mine();
+    struct stripe *s = stripe_of((uintptr_t)p);
+    stripe_lock(s);
+    int had = stripe_remove(s, (uintptr_t)p, &old);
+    if (had) counters_free(b, REC_SITE(&old), REC_SUBSYS(&old), (int64_t)REC_SIZE(&old));
+    stripe_unlock(s);
+    void *q = libc_next.realloc(p, size);
+    if (!q && size) {
+        if (had) {
+            stripe_lock(s);
+            if (stripe_insert(s, &old, &replaced) >= 0)
+                counters_unfree(b, REC_SITE(&old), REC_SUBSYS(&old), (int64_t)REC_SIZE(&old));
+            stripe_unlock(s);
+        }
+        aggregate_count(EV_FAILED_ALLOC);
+    } else {
+        if (!had) aggregate_count(EV_UNKNOWN_FREE);
+        if (had) publish_if_final(REC_SITE(&old), REC_SUBSYS(&old));
+        if (q) track_alloc(q, size, ra, fp);
+    }
+    lks_in_hook--;
+    return q;
+}
+
+LKS_EXPORT void *realloc(void *p, size_t size) {
+    return do_realloc(p, size, CALLER_RA, CALLER_FP);
+}
+
+LKS_EXPORT void *reallocarray(void *p, size_t n, size_t size) {
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return do_realloc(p, total, CALLER_RA, CALLER_FP);
+}
+
+LKS_EXPORT size_t malloc_usable_size(void *p) {
+    if (!p) return 0;
+    if (boot_owns(p)) return boot_size(p);
+    if (!libc_next_ready() || !libc_next.malloc_usable_size) return 0;
+    return libc_next.malloc_usable_size(p);
+}
+
+/* Fork: the child inherits the table as it was, with every stripe held by
+ * the forking thread; it gets its own segment from the core runtime (whose
+ * child handler runs before ours) and an aggregator thread of its own. */
+static void fork_prepare(void) {
+    if (!atomic_load(&g_on)) return;
+    lks_in_hook++;
+    aggregate_fork_prepare();
+    table_lock_all();
+}
+
+static void fork_parent(void) {
+    if (!atomic_load(&g_on)) return;
+    table_unlock_all();
+    aggregate_fork_parent();
+    lks_in_hook--;
+}
+
+static void fork_child(void) {
+    if (!atomic_load(&g_on)) return;
+    table_unlock_all();
+    struct lks_header *h = lks_trace_seg();
+    if (!h) {
+        atomic_store(&g_on, 0);
+        lks_in_hook--;
+        return;
+    }
+    aggregate_fork_child(h);
+    counters_after_fork();
+    aggregator_start();
+    aggregate_now(h, 0);
+    lks_in_hook--;
+}
+
+__attribute__((constructor)) static void memtrack_start(void) {
+    libc_next_ready();
+    struct lks_header *h = lks_trace_init();
+    if (!h) return;
+    lks_in_hook++;
+    if (callsite_init() == 0 && counters_init(h->sites_cap) == 0 && aggregate_init(h) == 0) {
+        pthread_atfork(fork_prepare, fork_parent, fork_child);
+        lks_trace_feature(LKS_FEATURE_HEAP);
+        atomic_store(&g_on, 1);
+        aggregator_start();
+    }
+    lks_in_hook--;
+}
+
+/* Exit: the counters live in per-thread blocks of private memory, so the
+ * segment gets their final sums before the process goes. */
+static void final_aggregation(void) {
+    struct lks_header *h = lks_trace_seg();
+    /* getpid() differs in a vfork child, which shares our memory and must
+     * not finalize the parent's view. */
+    if (!atomic_load(&g_on) || !h || h->pid != getpid()) return;
+    lks_in_hook++;
+    aggregate_now(h, 1);
+    lks_in_hook--;
+}
+
+__attribute__((destructor)) static void memtrack_stop(void) { final_aggregation(); }
+
+/* _exit skips destructors; forked children often leave that way. */
+LKS_EXPORT void _exit(int status) {
+    final_aggregation();
+    syscall(SYS_exit_group, status);
+    __builtin_unreachable();
+}
+
+LKS_EXPORT void _Exit(int status) { _exit(status); }

@@ -1,0 +1,208 @@
+/* test_memtrack.c - libmemtrack.so against programs that know what they
+ * leaked: counts must match to the byte, per subsystem and per site.
+ * Every test runs heapprobe (or a real program) under the shim with a
+ * private LEAKSCOPE_DIR and reads the segment it left behind.
+ */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "heapseg.h"
+#include "segment.h"
+
+#include "mtrun.h"
+
+static struct lks_heapseg *heap_of(struct lks_header *h) {
+    const char *why = NULL;
+    struct lks_heapseg *hs = lks_heapseg_check(h, &why);
+    cr_assert(hs, "heap area: %s", why);
+    return hs;
+}
+
+static void check_subsys(struct lks_header *h, const char *out, const char *name) {
+    char key[64];
+    snprintf(key, sizeof key, "\n%s ", name);
+    char *line = strstr(out, key);
+    if (!line && strncmp(out, key + 1, strlen(key + 1)) == 0) line = (char *)out - 1;
+    cr_assert(line, "no truth for %s in: %s", name, out);
+    long long lb, la, ac, fr, ab;
+    cr_assert_eq(sscanf(line + strlen(key), "%lld %lld %lld %lld %lld", &lb, &la, &ac, &fr, &ab),
+                 5);
+    struct lks_subsys *ss = mt_subsys(h, name);
+    cr_assert(ss, "no subsystem %s in the segment", name);
+    cr_expect_eq(ss->heap_live_bytes, lb, "%s live_bytes %lld, truth %lld", name,
+                 (long long)ss->heap_live_bytes, lb);
+    cr_expect_eq(ss->heap_live_allocs, la, "%s live_allocs %lld, truth %lld", name,
+                 (long long)ss->heap_live_allocs, la);
+    cr_expect_eq((long long)ss->heap_allocs, ac, "%s allocs %llu, truth %lld", name,
+                 (unsigned long long)ss->heap_allocs, ac);
+    cr_expect_eq((long long)ss->heap_frees, fr, "%s frees %llu, truth %lld", name,
+                 (unsigned long long)ss->heap_frees, fr);
+    cr_expect_eq((long long)ss->heap_alloc_bytes, ab, "%s alloc_bytes %llu, truth %lld", name,
+                 (unsigned long long)ss->heap_alloc_bytes, ab);
+    /* The sites of a subsystem add up to it. */
+    int id = (int)(ss - lks_subsys_table(h));
+    long long site_bytes = 0, site_allocs = 0;
+    struct lks_site *sites = lks_site_table(h);
+    for (uint32_t i = 0; i < h->sites_cap; i++)
+        if (sites[i].key && sites[i].subsys == id) {
+            site_bytes += sites[i].heap_live_bytes;
+            site_allocs += sites[i].heap_live_allocs;
+        }
+    cr_expect_eq(site_bytes, lb, "%s: sites hold %lld live bytes, truth %lld", name, site_bytes,
+                 lb);
+    cr_expect_eq(site_allocs, la, "%s: sites hold %lld live allocs, truth %lld", name,
+                 site_allocs, la);
+}
+
+Test(memtrack, every_allocator_to_the_byte) {
+    struct mt_run r = mt_run_probe("leak", NULL);
+    cr_assert_eq(r.status, 0, "heapprobe leak exited %d; stderr: %s", r.status, r.err);
+    struct lks_header *h = mt_segment(&r, r.pid);
+    check_subsys(h, r.out, "frontier");
+    check_subsys(h, r.out, "testlib");
+    struct lks_heapseg *hs = heap_of(h);
+    cr_expect_eq(hs->final, 1);
+    /* Ages and largest allocations agree with the counters. */
+    struct lks_subsys *fr = mt_subsys(h, "frontier");
+    int id = (int)(fr - lks_subsys_table(h));
+    long long aged = 0;
+    for (int b = 0; b < LKS_HEAP_AGES; b++) aged += hs->age_bytes[id][b];
+    cr_expect_eq(aged, fr->heap_live_bytes);
+    cr_expect(hs->nretained > 0 && hs->retained[0].size == 10000,
+              "largest live allocation is valloc(10000), got %llu",
+              (unsigned long long)hs->retained[0].size);
+    cr_expect_eq(hs->retained[0].subsys, id);
+    lks_segment_free(h);
+    mt_run_free(&r);
+}
+
+Test(memtrack, sixteen_thread_storm) {
+    struct mt_run r = mt_run_probe("storm", NULL);
+    cr_assert_eq(r.status, 0, "heapprobe storm exited %d; stderr: %s", r.status, r.err);
+    struct lks_header *h = mt_segment(&r, r.pid);
+    check_subsys(h, r.out, "frontier");
+    /* Everything the storm churned was freed: "other" holds only what the
+     * C library keeps (stdio buffers, thread bookkeeping), not the churn. */
+    struct lks_subsys *other = mt_subsys(h, "other");
+    cr_expect_lt(other->heap_live_bytes, 64 * 1024, "other still holds %lld bytes",
+                 (long long)other->heap_live_bytes);
+    cr_expect_geq((long long)other->heap_allocs, 16LL * 20000);
+    lks_segment_free(h);
+    mt_run_free(&r);
+}
+
+Test(memtrack, fork_child_inherits_live_allocations) {
+    struct mt_run r = mt_run_probe("fork", NULL);
+    cr_assert_eq(r.status, 0, "heapprobe fork exited %d; stderr: %s", r.status, r.err);
+    int child = 0, pb = 0, pa = 0, cb = 0, ca = 0;
+    cr_assert_eq(sscanf(r.out, "child %d\nparent frontier %d %d\nchild frontier %d %d", &child,
+                        &pb, &pa, &cb, &ca),
+                 5, "output: %s", r.out);
+    struct lks_header *ph = mt_segment(&r, r.pid);
+    struct lks_header *chh = mt_segment(&r, child);
+    struct lks_subsys *p = mt_subsys(ph, "frontier"), *c = mt_subsys(chh, "frontier");
+    cr_expect_eq(p->heap_live_bytes, pb);
+    cr_expect_eq(p->heap_live_allocs, pa);
+    cr_expect_eq(c->heap_live_bytes, cb, "child frontier %lld, truth %d",
+                 (long long)c->heap_live_bytes, cb);
+    cr_expect_eq(c->heap_live_allocs, ca);
+    /* The child's totals restart from what it inherited. */
+    cr_expect_eq((long long)c->heap_allocs, ca);
+    cr_expect_eq((long long)c->heap_frees, 0);
+    cr_expect_eq(chh->ppid, r.pid);
+    lks_segment_free(ph);
+    lks_segment_free(chh);
+    mt_run_free(&r);
+}
+
+Test(memtrack, unknown_free_double_free_and_oom) {
+    struct mt_run r = mt_run_probe("errors", NULL);
+    cr_assert_eq(r.status, 0, "heapprobe errors exited %d; stderr: %s", r.status, r.err);
+    cr_expect(strstr(r.out, "oom null ENOMEM\nsurvived\n"), "output: %s", r.out);
+    cr_expect(strstr(r.err, "double free"), "stderr: %s", r.err);
+    struct lks_header *h = mt_segment(&r, r.pid);
+    struct lks_heapseg *hs = heap_of(h);
+    cr_expect_geq(hs->unknown_frees, 1);
+    cr_expect_geq(hs->failed_allocs, 1);
+    cr_assert_eq(hs->ndouble_frees, 1);
+    struct lks_heap_double_free *df = &hs->double_frees[0];
+    cr_expect_eq(df->size, 4242);
+    cr_expect_eq(df->subsys, (uint16_t)(mt_subsys(h, "frontier") - lks_subsys_table(h)));
+    cr_expect(mt_site_has_func(h, df->alloc_site, "frontier_twice_freed"), "allocation site");
+    cr_expect(mt_site_has_func(h, df->first_free_site, "probe_first_free"), "first free site");
+    cr_expect(mt_site_has_func(h, df->second_free_site, "probe_second_free"),
+              "second free site");
+    /* The block was freed once: nothing of it is live. */
+    cr_expect_eq(mt_subsys(h, "frontier")->heap_live_bytes, 0);
+    lks_segment_free(h);
+    mt_run_free(&r);
+}
+
+Test(memtrack, in_program_mark_counts_only_the_job) {
+    struct mt_run r = mt_run_probe("job", NULL);
+    cr_assert_eq(r.status, 0, "heapprobe job exited %d; stderr: %s", r.status, r.err);
+    cr_expect(strstr(r.out, "since mark 6000 3\n"), "output: %s", r.out);
+    struct lks_header *h = mt_segment(&r, r.pid);
+    struct lks_heapseg *hs = heap_of(h);
+    int id = (int)(mt_subsys(h, "frontier") - lks_subsys_table(h));
+    cr_expect_eq(hs->mark_live_bytes[id], 6000);
+    cr_expect_eq(mt_subsys(h, "frontier")->heap_live_bytes, 13 * 2000);
+    lks_segment_free(h);
+    mt_run_free(&r);
+}
+
+Test(memtrack, header_without_shim_says_so) {
+    struct mt_run r = mt_run_cmd((const char *[]){MT_HEAPPROBE, "job", NULL}, 0);
+    cr_assert_eq(r.status, 0);
+    cr_expect_str_eq(r.out, "no shim\n");
+    mt_run_free(&r);
+}
+
+/* Real programs give the same output and exit status with and without the
+ * shim, and leave a heap view whose ages add up to the live bytes. */
+static void same_with_and_without(const char *const *argv) {
+    struct mt_run plain = mt_run_cmd(argv, 0);
+    struct mt_run shim = mt_run_cmd(argv, 1);
+    cr_expect_eq(shim.status, plain.status, "%s: status %d under the shim, %d without", argv[0],
+                 shim.status, plain.status);
+    cr_expect_str_eq(shim.out, plain.out, "%s: stdout differs", argv[0]);
+    cr_expect_str_eq(shim.err, plain.err, "%s: stderr differs", argv[0]);
+    struct lks_header *h = mt_segment(&shim, shim.pid);
+    struct lks_heapseg *hs = heap_of(h);
+    long long live = 0, aged = 0;
+    for (uint32_t s = 0; s < h->subsys_used; s++) {
+        live += lks_subsys_table(h)[s].heap_live_bytes;
+        for (int b = 0; b < LKS_HEAP_AGES; b++) aged += hs->age_bytes[s][b];
+    }
+    cr_expect_eq(aged, live, "%s: %lld bytes by age, %lld live", argv[0], aged, live);
+    lks_segment_free(h);
+    mt_run_free(&plain);
+    mt_run_free(&shim);
+}
+
+Test(memtrack, real_programs_behave_the_same) {
+    same_with_and_without((const char *[]){
+        "python3", "-c",
+        "import json, threading, subprocess\n"
+        "d = [{'k': i, 'v': str(i) * 7} for i in range(30000)]\n"
+        "s = json.dumps(d); assert json.loads(s) == d\n"
+        "t = [threading.Thread(target=lambda: json.dumps(d[:5000])) for _ in range(4)]\n"
+        "[x.start() for x in t]; [x.join() for x in t]\n"
+        "print(len(s), subprocess.run(['true']).returncode)\n",
+        NULL});
+    same_with_and_without((const char *[]){"sqlite3", ":memory:",
+                                           "create table t(x); insert into t values(1),(2);"
+                                           " select sum(x), count(*) from t;",
+                                           NULL});
+    same_with_and_without((const char *[]){"git", "--version", NULL});
+    same_with_and_without((const char *[]){"redis-server", "--version", NULL});
+    same_with_and_without((const char *[]){"sh", "-c", "exit 3", NULL});
+}
