@@ -2,10 +2,12 @@
  * against them (contract in rules.h). Matching runs on the shims' hot path:
  * no allocation, no locale, no lock.
  */
+#define _GNU_SOURCE
 #include "rules.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,8 +131,28 @@ static int compile_globs(struct lks_rule *rule, const char *s) {
         }
     if (rule->nalts > 8) return 0;
     const char *p = rule->alts;
-    for (int i = 0; i < rule->nalts; i++, p += strlen(p) + 1)
+    for (int i = 0; i < rule->nalts; i++, p += strlen(p) + 1) {
         if (p[0] == '*' && is_plain(p + 1)) rule->suffix_alts |= (uint8_t)(1u << i);
+        /* Longest run outside brackets with no wildcard in it. */
+        size_t best = 0, best_len = 0, run = 0, run_len = 0;
+        int in_bracket = 0;
+        for (size_t k = 0;; k++) {
+            char ch = p[k];
+            int literal = ch && !in_bracket && ch != '*' && ch != '?' && ch != '[';
+            if (ch == '[') in_bracket = 1;
+            else if (ch == ']') in_bracket = 0;
+            if (literal) {
+                if (!run_len) run = k;
+                run_len++;
+            } else {
+                if (run_len > best_len) best = run, best_len = run_len;
+                run_len = 0;
+            }
+            if (!ch) break;
+        }
+        rule->lit_off[i] = (uint8_t)(p - rule->alts + (ptrdiff_t)best);
+        rule->lit_len[i] = (uint8_t)best_len;
+    }
     return 1;
 }
 
@@ -313,16 +335,37 @@ int lks_glob_match(const char *p, const char *s) {
     return *p == 0;
 }
 
-/* Matches s against a rule's pre-split globs; '*.log'-like ones are a
- * suffix compare, the common case. */
-static int alts_match(const struct lks_rule *rule, const char *s) {
+/* Does s (of length sl) contain lit (of length ll)? Haystacks are short
+ * paths, where a plain scan beats a two-way search. */
+static int contains(const char *s, size_t sl, const char *lit, size_t ll) {
+    for (const char *p = s, *end = s + sl - ll; p <= end && sl >= ll; p++) {
+        p = memchr(p, lit[0], (size_t)(end - p) + 1);
+        if (!p) return 0;
+        if (memcmp(p, lit, ll) == 0) return 1;
+    }
+    return 0;
+}
+
+/* Compared from the end: most paths differ in their last byte. */
+static inline int ends_with(const char *s, size_t sl, const char *suf, size_t n) {
+    if (n > sl) return 0;
+    s += sl - n;
+    while (n--)
+        if (s[n] != suf[n]) return 0;
+    return 1;
+}
+
+/* Matches s (of length sl) against a rule's pre-split globs; '*.log'-like
+ * ones are a suffix compare, the common case. */
+static int alts_match(const struct lks_rule *rule, const char *s, size_t sl) {
     const char *p = rule->alts;
-    size_t sl = strlen(s);
     for (int i = 0; i < rule->nalts; i++) {
         size_t pl = strlen(p);
         if ((rule->suffix_alts >> i) & 1) {
-            if (pl - 1 <= sl && memcmp(s + sl - (pl - 1), p + 1, pl - 1) == 0) return 1;
-        } else if (lks_glob_match(p, s)) {
+            if (ends_with(s, sl, p + 1, pl - 1)) return 1;
+        } else if ((!rule->lit_len[i] ||
+                    contains(s, sl, rule->alts + rule->lit_off[i], rule->lit_len[i])) &&
+                   lks_glob_match(p, s)) {
             return 1;
         }
         p += pl + 1;
@@ -337,6 +380,7 @@ static int ports_match(const struct lks_rule *rule, unsigned port) {
 }
 
 int lks_rules_classify(const struct lks_rules *r, const struct lks_subject *subj) {
+    size_t path_len = subj->path ? strlen(subj->path) : 0;
     for (int i = 0; i < r->nrules; i++) {
         const struct lks_rule *rule = &r->rule[i];
         int hit = 0;
@@ -345,7 +389,7 @@ int lks_rules_classify(const struct lks_rules *r, const struct lks_subject *subj
             hit = subj->port && ports_match(rule, subj->port);
             break;
         case LKS_MATCH_PATH:
-            hit = subj->path && alts_match(rule, subj->path);
+            hit = subj->path && alts_match(rule, subj->path, path_len);
             break;
         case LKS_MATCH_MODULE:
         case LKS_MATCH_FUNC:
@@ -375,7 +419,7 @@ uint64_t lks_rules_stack_bits(const struct lks_rules *r, int nframes,
             } else if (rule->matcher == LKS_MATCH_FUNC && funcs) {
                 name = funcs[f];
             }
-            if (name && alts_match(rule, name)) {
+            if (name && alts_match(rule, name, strlen(name))) {
                 bits |= (uint64_t)1 << rule->stack_bit;
                 break;
             }

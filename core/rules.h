@@ -42,6 +42,9 @@ struct lks_rule {
     uint16_t port_lo[LKS_RULE_PORT_RANGES], port_hi[LKS_RULE_PORT_RANGES];
     char pattern[LKS_RULE_PATTERN]; /* as written, for messages */
     char alts[LKS_RULE_PATTERN];
+    /* Per alt: the longest literal run a match must contain (offset into
+     * alts, length), checked with memmem before the full glob. */
+    uint8_t lit_off[8], lit_len[8];
 };
 
 struct lks_rules {

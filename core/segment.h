@@ -89,7 +89,7 @@ struct lks_header {
     uint32_t _pad0;
     uint64_t proc_start_ticks; /* /proc/pid/stat field 22: tells pid reuse apart */
     int64_t start_realtime_ns;
-    int64_t start_mono_ns; /* ages are CLOCK_MONOTONIC differences */
+    int64_t start_mono_ns; /* ages: CLOCK_MONOTONIC_COARSE differences */
     char comm[16];
     char role[32];    /* LEAKSCOPE_ROLE, free text */
     char session[40]; /* LEAKSCOPE_SESSION: the `leakscope run` that started us */

@@ -22,7 +22,7 @@
 
 #define OWN_MAX 16
 static _Atomic int own_fds[OWN_MAX]; /* fd + 1; 0 = free slot */
-static _Atomic int own_count;
+static _Atomic unsigned own_slots;    /* bit i: own_fds[i] in use */
 
 static inline struct lks_subsys *subsys_of(struct lks_header *h, int id) {
     return &lks_subsys_table(h)[id];
@@ -366,29 +366,34 @@ void fdt_own_add(int fd) {
     for (int i = 0; h && i < OWN_MAX; i++) {
         int zero = 0;
         if (atomic_compare_exchange_strong(&own_fds[i], &zero, fd + 1)) {
-            atomic_fetch_add(&own_count, 1);
+            atomic_fetch_or(&own_slots, 1u << i);
             atomic_fetch_add(&h->fd_own, 1);
             return;
         }
     }
 }
 
+/* Called on every creation and close: usually two slots to look at. */
 void fdt_own_remove(int fd) {
-    if (!atomic_load_explicit(&own_count, memory_order_relaxed)) return;
-    struct lks_header *h = lks_trace_seg();
-    for (int i = 0; h && i < OWN_MAX; i++) {
+    unsigned slots = atomic_load_explicit(&own_slots, memory_order_relaxed);
+    while (slots) {
+        int i = __builtin_ctz(slots);
+        slots &= slots - 1;
         int want = fd + 1;
         if (atomic_load_explicit(&own_fds[i], memory_order_relaxed) != want) continue;
         if (atomic_compare_exchange_strong(&own_fds[i], &want, 0)) {
-            atomic_fetch_sub(&own_count, 1);
-            atomic_fetch_sub(&h->fd_own, 1);
+            atomic_fetch_and(&own_slots, ~(1u << i));
+            struct lks_header *h = lks_trace_seg();
+            if (h) atomic_fetch_sub(&h->fd_own, 1);
             return;
         }
     }
 }
 
 int fdt_is_own(int fd) {
-    for (int i = 0; i < OWN_MAX; i++)
-        if (atomic_load_explicit(&own_fds[i], memory_order_relaxed) == fd + 1) return 1;
+    unsigned slots = atomic_load_explicit(&own_slots, memory_order_relaxed);
+    for (; slots; slots &= slots - 1)
+        if (atomic_load_explicit(&own_fds[__builtin_ctz(slots)], memory_order_relaxed) == fd + 1)
+            return 1;
     return 0;
 }
