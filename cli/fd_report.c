@@ -4,8 +4,10 @@
 #include "fd_report.h"
 
 #include <dirent.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "json.h"
 
@@ -44,6 +46,34 @@ static int subsys_has_fd(const struct lks_subsys *s) {
     for (int e = 0; e < LKS_ERR_SLOTS; e++)
         if (s->fd_failed[e]) return 1;
     return 0;
+}
+
+/* "Now" on the writer's monotonic clock: the present for a live process,
+ * the moment of exit for one that exited through exit(). */
+static int64_t segment_now_mono(const struct lks_header *seg) {
+    if (seg->exited && seg->exit_realtime_ns)
+        return seg->start_mono_ns + (seg->exit_realtime_ns - seg->start_realtime_ns);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Age in seconds of the oldest open descriptor of a site (site index + 1)
+ * or, with site 0, of a subsystem; -1 if none is open. */
+static double oldest_open_age(struct lks_header *seg, uint32_t site, int subsys) {
+    struct lks_fd *fds = lks_fd_table(seg);
+    uint32_t top = (uint32_t)seg->fd_hiwater;
+    if (top > seg->fds_cap) top = seg->fds_cap;
+    int64_t oldest = INT64_MAX;
+    for (uint32_t fd = 0; fd < top; fd++) {
+        const struct lks_fd *e = &fds[fd];
+        if (!e->in_use || (e->seq & 1)) continue;
+        if (site ? e->site != site : e->subsys != subsys) continue;
+        if (e->created_mono_ns < oldest) oldest = e->created_mono_ns;
+    }
+    if (oldest == INT64_MAX) return -1;
+    double age = (double)(segment_now_mono(seg) - oldest) / 1e9;
+    return age < 0 ? 0 : age;
 }
 
 /* Entries of /proc/PID/fd for a live process, or -1. */
@@ -87,8 +117,9 @@ void fd_report_json(FILE *out, struct lks_header *seg, struct lks_symbolizer *sy
         fprintf(out, "%s", first ? "" : ",");
         first = 0;
         json_string(out, ss[i].name);
-        fprintf(out, ":{\"open\":%lld,\"opened\":%llu,\"closed\":%llu}", (long long)ss[i].fd_open,
-                (unsigned long long)ss[i].fd_opened, (unsigned long long)ss[i].fd_closed);
+        fprintf(out, ":{\"open\":%lld,\"opened\":%llu,\"closed\":%llu,\"oldest_open_age_s\":%.3f}",
+                (long long)ss[i].fd_open, (unsigned long long)ss[i].fd_opened,
+                (unsigned long long)ss[i].fd_closed, oldest_open_age(seg, 0, (int)i));
     }
     fputs("},\"open_failed\":{", out);
     first = 1;
@@ -115,9 +146,11 @@ void fd_report_json(FILE *out, struct lks_header *seg, struct lks_symbolizer *sy
         struct lks_site *s = v[i];
         fprintf(out, "%s{\"subsystem\":", i ? "," : "");
         json_string(out, subsys_name(seg, s->subsys));
-        fprintf(out, ",\"open\":%lld,\"opened\":%llu,\"failed\":%llu,\"frames\":[",
+        fprintf(out, ",\"open\":%lld,\"opened\":%llu,\"failed\":%llu,\"oldest_open_age_s\":%.3f,"
+                     "\"frames\":[",
                 (long long)s->fd_open, (unsigned long long)s->fd_opened,
-                (unsigned long long)s->fd_failed);
+                (unsigned long long)s->fd_failed,
+                oldest_open_age(seg, (uint32_t)(s - lks_site_table(seg)) + 1, 0));
         for (int f = 0; f < s->nframes; f++) {
             char buf[512];
             if (f) fputc(',', out);
@@ -158,9 +191,12 @@ void fd_report_text(FILE *out, struct lks_header *seg, struct lks_symbolizer *sy
     for (size_t i = 0; i < n && i < TEXT_SITES; i++) {
         struct lks_site *s = v[i];
         if (s->fd_open <= 0 && s->fd_failed == 0) continue;
-        fprintf(out, "  %lld open (%llu opened, %llu failed) in %s, created at:\n",
-                (long long)s->fd_open, (unsigned long long)s->fd_opened,
-                (unsigned long long)s->fd_failed, subsys_name(seg, s->subsys));
+        double age = oldest_open_age(seg, (uint32_t)(s - lks_site_table(seg)) + 1, 0);
+        fprintf(out, "  %lld open (%llu opened, %llu failed) in %s", (long long)s->fd_open,
+                (unsigned long long)s->fd_opened, (unsigned long long)s->fd_failed,
+                subsys_name(seg, s->subsys));
+        if (age >= 0) fprintf(out, ", oldest %.1f s", age);
+        fputs(", created at:\n", out);
         for (int f = 0; f < s->nframes && f < TEXT_FRAMES; f++) {
             char buf[512];
             fprintf(out, "      %s\n",

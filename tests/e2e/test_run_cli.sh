@@ -46,6 +46,15 @@ lks run --quiet --summary "$S" -- "$FDPROBE" emfile >/dev/null
 check "EMFILE failures counted" 50 "$(jq '.processes[0].fd.open_failed.file.EMFILE' "$S")"
 check "rlimit recorded" 64 "$(jq '.processes[0].fd.rlimit_nofile' "$S")"
 
+# Ages: how long the descriptors still open at exit had been open.
+lks run --quiet --summary "$S" -- "$FDPROBE" age
+check "frontier files 1.5 s old at exit" 1 \
+  "$(jq '.processes[0].fd.by_subsystem.frontier.oldest_open_age_s | (. >= 1.4 and . < 3) | if . then 1 else 0 end' "$S")"
+check "pipes just opened" 1 \
+  "$(jq '.processes[0].fd.by_subsystem.pipe.oldest_open_age_s | (. >= 0 and . < 0.5) | if . then 1 else 0 end' "$S")"
+check "site age matches" 1 \
+  "$(jq '[.processes[0].fd.sites[] | select(.subsystem=="frontier")][0].oldest_open_age_s >= 1.4 | if . then 1 else 0 end' "$S")"
+
 # Other commands see a process started by `leakscope run`, live, without flags.
 mkfifo "$TMP/hold"
 lks run --quiet -- "$FDPROBE" hold <"$TMP/hold" >"$TMP/hold.out" &

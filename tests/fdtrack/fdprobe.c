@@ -280,6 +280,12 @@ int main(int argc, char **argv) {
         printf("clean ok\n");
         return 0;
     }
+    if (!strcmp(m, "age")) { /* frontier files 1.5 s old at exit, pipes new */
+        frontier_leak_files(2);
+        usleep(1500000);
+        probe_leak_pipes(1);
+        return 0;
+    }
     if (!strcmp(m, "threads")) return mode_threads();
     if (!strcmp(m, "forkexec")) return mode_forkexec(arg ? arg : 1000);
     if (!strcmp(m, "spawn")) return mode_spawn();
