@@ -52,13 +52,24 @@ static int decode(int st) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : -1;
 }
 
-static struct mt_run run(const char *const *argv, int preload, const char *stdin_text) {
+static struct mt_run run(const char *const *argv, int preload, const char *stdin_text,
+                         const char *dir) {
     struct mt_run r = {0};
-    make_dir(&r);
-    char out[300], err[300], in[300];
-    snprintf(out, sizeof out, "%s/stdout", r.dir);
-    snprintf(err, sizeof err, "%s/stderr", r.dir);
-    snprintf(in, sizeof in, "%s/stdin", r.dir);
+    if (dir) {
+        char sub[300];
+        snprintf(r.dir, sizeof r.dir, "%s", dir);
+        snprintf(sub, sizeof sub, "%s/run.XXXXXX", dir);
+        cr_assert(mkdtemp(sub));
+        snprintf(r.dir, sizeof r.dir, "%s", dir);
+        snprintf(r.io, sizeof r.io, "%s", sub);
+    } else {
+        make_dir(&r);
+        snprintf(r.io, sizeof r.io, "%s", r.dir);
+    }
+    char out[400], err[400], in[400];
+    snprintf(out, sizeof out, "%s/stdout", r.io);
+    snprintf(err, sizeof err, "%s/stderr", r.io);
+    snprintf(in, sizeof in, "%s/stdin", r.io);
     FILE *f = fopen(in, "w");
     cr_assert(f);
     if (stdin_text) fputs(stdin_text, f);
@@ -87,10 +98,16 @@ static struct mt_run run(const char *const *argv, int preload, const char *stdin
 
 struct mt_run mt_run_probe(const char *mode, const char *stdin_text) {
     const char *argv[] = {MT_HEAPPROBE, mode, NULL};
-    return run(argv, 1, stdin_text);
+    return run(argv, 1, stdin_text, NULL);
 }
 
-struct mt_run mt_run_cmd(const char *const *argv, int preload) { return run(argv, preload, NULL); }
+struct mt_run mt_run_cmd(const char *const *argv, int preload) {
+    return run(argv, preload, NULL, NULL);
+}
+
+struct mt_run mt_run_in(const struct mt_run *target, const char *const *argv) {
+    return run(argv, 0, NULL, target->dir);
+}
 
 struct mt_run mt_start(const char *const *argv, int *to_child, int *from_child) {
     struct mt_run r = {0};
@@ -115,6 +132,7 @@ struct mt_run mt_start(const char *const *argv, int *to_child, int *from_child) 
     *to_child = in[1];
     *from_child = out[0];
     r.pid = pid;
+    snprintf(r.io, sizeof r.io, "%s", r.dir);
     r.out = strdup("");
     r.err = strdup("");
     return r;
@@ -129,6 +147,7 @@ void mt_wait(struct mt_run *r) {
 void mt_run_free(struct mt_run *r) {
     free(r->out);
     free(r->err);
+    if (strcmp(r->io, r->dir) != 0) return; /* the directory belongs to another run */
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", r->dir);
     if (system(cmd) != 0) cr_log_warn("could not remove %s", r->dir);

@@ -12,6 +12,7 @@ struct mt_run {
     pid_t pid;
     char *out, *err; /* whole stdout and stderr, NUL-terminated */
     char dir[256];   /* private directory: segs/ and rules */
+    char io[300];    /* where stdin/stdout/stderr files are kept */
 };
 
 /* heapprobe MODE under the shim, with the test rules. */
@@ -19,6 +20,10 @@ struct mt_run mt_run_probe(const char *mode, const char *stdin_text);
 
 /* Any command, with (preload = 1) or without the shim. */
 struct mt_run mt_run_cmd(const char *const *argv, int preload);
+
+/* A command without the shim, in the segment directory of target (for the
+ * leakscope CLI). */
+struct mt_run mt_run_in(const struct mt_run *target, const char *const *argv);
 
 /* Starts a command under the shim with pipes to its stdin and stdout. */
 struct mt_run mt_start(const char *const *argv, int *to_child, int *from_child);

@@ -206,3 +206,70 @@ Test(memtrack, real_programs_behave_the_same) {
     same_with_and_without((const char *[]){"redis-server", "--version", NULL});
     same_with_and_without((const char *[]){"sh", "-c", "exit 3", NULL});
 }
+
+static void say(int fd, const char *cmd) {
+    cr_assert_eq(write(fd, cmd, strlen(cmd)), (ssize_t)strlen(cmd));
+}
+
+static void expect_ready(FILE *from) {
+    char line[64];
+    cr_assert(fgets(line, sizeof line, from), "heapprobe serve went away");
+    cr_assert_str_eq(line, "ready\n");
+}
+
+/* `leakscope mark PID`, a leak injected among churn, `leakscope diff PID`:
+ * the diff shows the injected leak and nothing else. */
+Test(memtrack, cli_diff_shows_the_injected_leak_only) {
+    int to, fromfd;
+    struct mt_run r = mt_start((const char *[]){MT_HEAPPROBE, "serve", NULL}, &to, &fromfd);
+    FILE *from = fdopen(fromfd, "r");
+    char pid[16];
+    snprintf(pid, sizeof pid, "%d", (int)r.pid);
+    expect_ready(from);
+
+    struct mt_run nomark = mt_run_in(&r, (const char *[]){MT_LEAKSCOPE, "diff", pid, NULL});
+    cr_expect_neq(nomark.status, 0);
+    cr_expect(strstr(nomark.err, "no mark"), "stderr: %s", nomark.err);
+
+    struct mt_run mark = mt_run_in(&r, (const char *[]){MT_LEAKSCOPE, "mark", pid, NULL});
+    cr_assert_eq(mark.status, 0, "mark: %s", mark.err);
+    say(to, "churn\n");
+    expect_ready(from);
+    say(to, "leak\n");
+    expect_ready(from);
+    say(to, "churn\n");
+    expect_ready(from);
+
+    struct mt_run diff =
+        mt_run_in(&r, (const char *[]){MT_LEAKSCOPE, "diff", "--json", pid, NULL});
+    cr_assert_eq(diff.status, 0, "diff: %s", diff.err);
+    cr_expect(strstr(diff.out, "\"live_bytes\":15000,\"live_allocs\":5,"), "diff: %s", diff.out);
+    cr_expect(strstr(diff.out, "\"by_subsystem\":{\"frontier\":{\"live_bytes\":15000,"
+                               "\"live_allocs\":5}}"),
+              "diff: %s", diff.out);
+    /* One site, the injected leak. */
+    char *site = strstr(diff.out, "\"sites\":[{");
+    cr_assert(site, "diff: %s", diff.out);
+    cr_expect(strstr(site, "frontier_injected_leak"), "diff: %s", diff.out);
+    cr_expect_null(strstr(site + 10, "{\"subsystem\""), "more than one site: %s", diff.out);
+
+    struct mt_run text = mt_run_in(&r, (const char *[]){MT_LEAKSCOPE, "diff", pid, NULL});
+    cr_expect(strstr(text.out, "frontier_injected_leak"), "diff: %s", text.out);
+
+    say(to, "quit\n");
+    fclose(from);
+    close(to);
+    mt_wait(&r);
+    cr_expect_eq(r.status, 0);
+
+    struct mt_run gone = mt_run_in(&r, (const char *[]){MT_LEAKSCOPE, "mark", "999999999", NULL});
+    cr_expect_neq(gone.status, 0);
+    cr_expect(strstr(gone.err, "no process") || strstr(gone.err, "bad pid"), "stderr: %s",
+              gone.err);
+    mt_run_free(&text);
+    mt_run_free(&diff);
+    mt_run_free(&mark);
+    mt_run_free(&nomark);
+    mt_run_free(&gone);
+    mt_run_free(&r);
+}
