@@ -44,7 +44,8 @@ static void child_env(struct mt_run *r, int preload) {
     snprintf(rules, sizeof rules, "%s/rules", r->dir);
     setenv("LEAKSCOPE_DIR", segs, 1);
     setenv("LEAKSCOPE_RULES", rules, 1);
-    if (preload) setenv("LD_PRELOAD", MT_SHIM, 1);
+    if (preload == 2) setenv("LD_PRELOAD", MT_FDTRACK ":" MT_SHIM, 1);
+    else if (preload) setenv("LD_PRELOAD", MT_SHIM, 1);
     else unsetenv("LD_PRELOAD");
 }
 

@@ -18,7 +18,7 @@ struct mt_run {
 /* heapprobe MODE under the shim, with the test rules. */
 struct mt_run mt_run_probe(const char *mode, const char *stdin_text);
 
-/* Any command, with (preload = 1) or without the shim. */
+/* Any command, with (preload = 1) or without the shim; 2: both shims. */
 struct mt_run mt_run_cmd(const char *const *argv, int preload);
 
 /* A command without the shim, in the segment directory of target (for the

@@ -84,6 +84,19 @@ Test(memtrack, every_allocator_to_the_byte) {
     mt_run_free(&r);
 }
 
+/* libfdtrack.so and libmemtrack.so together: one segment, nothing counted
+ * twice, the descriptor view still there. */
+Test(memtrack, both_shims_count_once) {
+    struct mt_run r = mt_run_cmd((const char *[]){MT_HEAPPROBE, "leak", NULL}, 2);
+    cr_assert_eq(r.status, 0, "heapprobe leak exited %d; stderr: %s", r.status, r.err);
+    struct lks_header *h = mt_segment(&r, r.pid);
+    cr_expect_eq(atomic_load(&h->features), LKS_FEATURE_FD | LKS_FEATURE_HEAP);
+    check_subsys(h, r.out, "frontier");
+    check_subsys(h, r.out, "testlib");
+    lks_segment_free(h);
+    mt_run_free(&r);
+}
+
 Test(memtrack, sixteen_thread_storm) {
     struct mt_run r = mt_run_probe("storm", NULL);
     cr_assert_eq(r.status, 0, "heapprobe storm exited %d; stderr: %s", r.status, r.err);
