@@ -139,7 +139,22 @@ void fd_report_json(FILE *out, struct lks_header *seg, struct lks_symbolizer *sy
         }
         if (any) fputc('}', out);
     }
-    fputs("},\"sites\":[", out);
+    fputs("}", out);
+    if (seg->fd_limit_hit_mono_ns) {
+        /* Who held the descriptors when the limit was last hit. */
+        fprintf(out, ",\"limit_hit_age_s\":%.3f,\"open_at_limit\":{",
+                (double)(segment_now_mono(seg) - seg->fd_limit_hit_mono_ns) / 1e9);
+        first = 1;
+        for (unsigned i = 0; i < seg->subsys_used; i++) {
+            if (ss[i].fd_open_at_limit <= 0) continue;
+            fprintf(out, "%s", first ? "" : ",");
+            first = 0;
+            json_string(out, ss[i].name);
+            fprintf(out, ":%lld", (long long)ss[i].fd_open_at_limit);
+        }
+        fputc('}', out);
+    }
+    fputs(",\"sites\":[", out);
     struct lks_site **v = NULL;
     size_t n = collect_sites(seg, &v);
     for (size_t i = 0; i < n; i++) {
@@ -185,6 +200,13 @@ void fd_report_text(FILE *out, struct lks_header *seg, struct lks_symbolizer *sy
                 any = 1;
             }
         fputs(any ? "\n" : "-\n", out);
+    }
+    if (seg->fd_limit_hit_mono_ns) {
+        fputs("  descriptor limit hit (EMFILE/ENFILE); at the last failure they were held by:", out);
+        for (unsigned i = 0; i < seg->subsys_used; i++)
+            if (ss[i].fd_open_at_limit > 0)
+                fprintf(out, " %s=%lld", ss[i].name, (long long)ss[i].fd_open_at_limit);
+        fputc('\n', out);
     }
     struct lks_site **v = NULL;
     size_t n = collect_sites(seg, &v);

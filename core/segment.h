@@ -108,6 +108,7 @@ struct lks_header {
     _Atomic uint64_t fd_unknown_close; /* successful close of an unknown fd */
     _Atomic int32_t fd_hiwater;      /* highest descriptor number seen + 1 */
     _Atomic int32_t fd_own;          /* the shim's own (libunwind's pipe): never counted */
+    _Atomic int64_t fd_limit_hit_mono_ns; /* last EMFILE/ENFILE; subsystems' fd_open_at_limit */
 
     /* Mark/diff: a reader bumps mark_seq (and mark_mono_ns); the writer
      * resets the per-site "since mark" counters when it sees a new value. */
@@ -139,6 +140,7 @@ struct lks_subsys {
     _Atomic uint64_t fd_opened;
     _Atomic uint64_t fd_closed;
     _Atomic uint64_t fd_failed[LKS_ERR_SLOTS];
+    _Atomic int64_t fd_open_at_limit; /* fd_open when the last EMFILE/ENFILE happened */
     _Atomic int64_t heap_live_bytes;
     _Atomic int64_t heap_live_allocs;
     _Atomic uint64_t heap_alloc_bytes;

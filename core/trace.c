@@ -231,7 +231,6 @@ static void fork_child(void) {
     }
     fill_identity(h);
     h->features = parent->features;
-    memcpy(h->comm, parent->comm, sizeof h->comm);
     h->fd_untracked = 0;
     h->fd_hiwater = parent->fd_hiwater;
     h->modules_used = parent->modules_used;
@@ -277,6 +276,12 @@ static void fork_child(void) {
 __attribute__((destructor)) static void trace_exit(void) {
     struct lks_header *h = lks_trace_seg();
     if (!h) return;
+    /* The program may have named itself since (prctl PR_SET_NAME). */
+    char comm[sizeof h->comm];
+    lks_in_hook++;
+    read_small_file("/proc/self/comm", comm, sizeof comm);
+    lks_in_hook--;
+    if (comm[0]) memcpy(h->comm, comm, sizeof comm);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     atomic_store(&h->exit_realtime_ns, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);

@@ -9,6 +9,7 @@
 #include "fdtable.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -113,7 +114,20 @@ static void count_closed(struct lks_header *h, const struct lks_fd *e) {
     if (s) atomic_fetch_sub_explicit(&s->fd_open, 1, memory_order_relaxed);
 }
 
+/* At the descriptor limit, who holds the descriptors matters more than who
+ * failed (seed 002): keep a snapshot of every subsystem's open count. */
+static void snapshot_holders(struct lks_header *h) {
+    struct lks_subsys *ss = lks_subsys_table(h);
+    uint32_t n = atomic_load_explicit(&h->subsys_used, memory_order_relaxed);
+    for (uint32_t i = 0; i < n && i < LKS_MAX_SUBSYS; i++)
+        atomic_store_explicit(&ss[i].fd_open_at_limit,
+                              atomic_load_explicit(&ss[i].fd_open, memory_order_relaxed),
+                              memory_order_relaxed);
+    atomic_store_explicit(&h->fd_limit_hit_mono_ns, lks_now_ns(), memory_order_release);
+}
+
 static void count_failed(struct lks_header *h, int subsys, uint32_t site, int err) {
+    if (err == EMFILE || err == ENFILE) snapshot_holders(h);
     atomic_fetch_add_explicit(&subsys_of(h, subsys)->fd_failed[lks_errno_slot(err)], 1,
                               memory_order_relaxed);
     struct lks_site *s = lks_site_get(site);

@@ -281,6 +281,11 @@ Test(fdtrack, emfile_storm_is_counted_per_subsystem_and_site) {
     cr_expect_eq(failed, 50);
     cr_expect_eq(subsys(h, "file")->fd_open, 0);
     cr_expect_eq(h->rlimit_nofile_cur, 64);
+    /* At the limit: 3 stdio + the shim's own + every file the probe held. */
+    cr_expect_neq(h->fd_limit_hit_mono_ns, 0);
+    cr_expect_eq(subsys(h, "stdio")->fd_open_at_limit, 3);
+    cr_expect_eq(subsys(h, "file")->fd_open_at_limit + 3 + h->fd_own, 64,
+                 "file held %lld at the limit", (long long)subsys(h, "file")->fd_open_at_limit);
     check_invariant(h);
     lks_segment_free(h);
 }
