@@ -52,7 +52,8 @@ static int subsys_has_fd(const struct lks_subsys *s) {
  * the moment of exit for one that exited through exit(). */
 static int64_t segment_now_mono(const struct lks_header *seg) {
     if (seg->exited && seg->exit_realtime_ns)
-        return seg->start_mono_ns + (seg->exit_realtime_ns - seg->start_realtime_ns);
+        return lks_sat_add(seg->start_mono_ns,
+                           lks_sat_sub(seg->exit_realtime_ns, seg->start_realtime_ns));
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
@@ -72,7 +73,7 @@ static double oldest_open_age(struct lks_header *seg, uint32_t site, int subsys)
         if (e->created_mono_ns < oldest) oldest = e->created_mono_ns;
     }
     if (oldest == INT64_MAX) return -1;
-    double age = (double)(segment_now_mono(seg) - oldest) / 1e9;
+    double age = (double)lks_sat_sub(segment_now_mono(seg), oldest) / 1e9;
     return age < 0 ? 0 : age;
 }
 
@@ -94,13 +95,13 @@ static long kernel_open_count(const struct lks_header *seg) {
 void fd_report_json(FILE *out, struct lks_header *seg, struct lks_symbolizer *sym) {
     struct lks_subsys *ss = lks_subsys_table(seg);
     int64_t open_total = 0;
-    for (unsigned i = 0; i < seg->subsys_used; i++) open_total += ss[i].fd_open;
+    for (unsigned i = 0; i < seg->subsys_used; i++) open_total = lks_sat_add(open_total, ss[i].fd_open);
     /* A live process is reconciled now: what the kernel has beyond what the
      * hooks saw (and the shim's own) is unattributed. */
     long kernel = kernel_open_count(seg);
     if (kernel >= 0)
         fprintf(out, "{\"kernel_open\":%ld,\"unattributed_now\":%lld,", kernel,
-                (long long)(kernel - open_total - seg->fd_own));
+                (long long)lks_sat_sub(lks_sat_sub(kernel, open_total), seg->fd_own));
     else
         fputc('{', out);
 
@@ -143,7 +144,7 @@ void fd_report_json(FILE *out, struct lks_header *seg, struct lks_symbolizer *sy
     if (seg->fd_limit_hit_mono_ns) {
         /* Who held the descriptors when the limit was last hit. */
         fprintf(out, ",\"limit_hit_age_s\":%.3f,\"open_at_limit\":{",
-                (double)(segment_now_mono(seg) - seg->fd_limit_hit_mono_ns) / 1e9);
+                (double)lks_sat_sub(segment_now_mono(seg), seg->fd_limit_hit_mono_ns) / 1e9);
         first = 1;
         for (unsigned i = 0; i < seg->subsys_used; i++) {
             if (ss[i].fd_open_at_limit <= 0) continue;
@@ -181,7 +182,7 @@ void fd_report_json(FILE *out, struct lks_header *seg, struct lks_symbolizer *sy
 void fd_report_text(FILE *out, struct lks_header *seg, struct lks_symbolizer *sym) {
     struct lks_subsys *ss = lks_subsys_table(seg);
     int64_t open_total = 0;
-    for (unsigned i = 0; i < seg->subsys_used; i++) open_total += ss[i].fd_open;
+    for (unsigned i = 0; i < seg->subsys_used; i++) open_total = lks_sat_add(open_total, ss[i].fd_open);
     fprintf(out, "  descriptors: %lld open at exit (limit %llu)", (long long)open_total,
             (unsigned long long)seg->rlimit_nofile_cur);
     if (seg->fd_unattributed) fprintf(out, ", %lld unattributed", (long long)seg->fd_unattributed);

@@ -32,13 +32,14 @@ int cmd_ls(int argc, char **argv) {
     for (size_t i = 0; i < l.n; i++) {
         struct lks_header *h = l.seg[i];
         struct lks_subsys *ss = lks_subsys_table(h);
-        long long fds = 0, heap = 0;
+        int64_t fds = 0, heap = 0;
         for (unsigned s = 0; s < h->subsys_used; s++) {
-            fds += ss[s].fd_open;
-            heap += ss[s].heap_live_bytes;
+            fds = lks_sat_add(fds, ss[s].fd_open);
+            heap = lks_sat_add(heap, ss[s].heap_live_bytes);
         }
         printf("%7d %7d %-16s %-8s %8lld %14lld  %s\n", h->pid, h->ppid, h->comm,
-               lks_segment_process_alive(h) ? "running" : "exited", fds, heap, h->role);
+               lks_segment_process_alive(h) ? "running" : "exited", (long long)fds,
+               (long long)heap, h->role);
     }
     seg_list_free(&l);
     return 0;

@@ -3,9 +3,7 @@
 #include <string.h>
 
 #include "commands.h"
-#ifdef LKS_HAVE_HEAP
 #include "heap_report.h"
-#endif
 
 struct command {
     const char *name;
@@ -17,10 +15,8 @@ static const struct command commands[] = {
     {"run", cmd_run, "run a command under the shims and summarize its leaks"},
     {"ls", cmd_ls, "list traced processes in the segment directory"},
     {"show", cmd_show, "summarize traced processes by pid, live"},
-#ifdef LKS_HAVE_HEAP
     {"mark", cmd_mark, "set a heap reference point in a traced process"},
     {"diff", cmd_diff, "show what was allocated since the mark and is still live"},
-#endif
 };
 
 static void usage(FILE *out) {

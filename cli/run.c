@@ -101,13 +101,6 @@ int cmd_run(int argc, char **argv) {
         return 2;
     }
     if (!want_fd && !want_heap) want_fd = want_heap = 1;
-#ifndef LKS_HAVE_HEAP
-    if (want_heap && !want_fd) {
-        fprintf(stderr, "leakscope run: this build has no heap tracing (libmemtrack)\n");
-        return 2;
-    }
-    want_heap = 0;
-#endif
 
     char dir[512], libdir[PATH_MAX], preload[8192] = "";
     if (segdir_resolve(dir_opt, dir, sizeof dir) != 0) return 2;

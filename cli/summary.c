@@ -3,15 +3,12 @@
 #include "summary.h"
 
 #include "fd_report.h"
-#ifdef LKS_HAVE_HEAP
 #include "heap_report.h"
-#endif
 #include "json.h"
 
 /* Writes {"processes":[...]} for the session. */
 void summary_json(FILE *out, struct seg_list *l, int want_fd, int want_heap,
                                int status) {
-    (void)want_heap;
     fputc('{', out);
     if (status >= 0) fprintf(out, "\"exit_status\":%d,", status);
     fputs("\"processes\":[", out);
@@ -29,12 +26,10 @@ void summary_json(FILE *out, struct seg_list *l, int want_fd, int want_heap,
             fputs(",\"fd\":", out);
             fd_report_json(out, h, sym);
         }
-#ifdef LKS_HAVE_HEAP
         if (want_heap && (h->features & LKS_FEATURE_HEAP)) {
             fputs(",\"heap\":", out);
             heap_report_json(out, h, sym);
         }
-#endif
         fputc('}', out);
         lks_symbolizer_free(sym);
     }
@@ -42,7 +37,6 @@ void summary_json(FILE *out, struct seg_list *l, int want_fd, int want_heap,
 }
 
 void summary_text(FILE *out, struct seg_list *l, int want_fd, int want_heap) {
-    (void)want_heap;
     fprintf(out, "\nleakscope: %zu process%s traced\n", l->n, l->n == 1 ? "" : "es");
     for (size_t i = 0; i < l->n; i++) {
         struct lks_header *h = l->seg[i];
@@ -50,9 +44,7 @@ void summary_text(FILE *out, struct seg_list *l, int want_fd, int want_heap) {
         fprintf(out, "pid %d (%s)%s%s%s\n", h->pid, h->comm, h->role[0] ? " role " : "", h->role,
                 lks_segment_process_alive(h) ? " [still running]" : "");
         if (want_fd && (h->features & LKS_FEATURE_FD)) fd_report_text(out, h, sym);
-#ifdef LKS_HAVE_HEAP
         if (want_heap && (h->features & LKS_FEATURE_HEAP)) heap_report_text(out, h, sym);
-#endif
         lks_symbolizer_free(sym);
     }
 }

@@ -248,6 +248,16 @@ void lks_segment_free(struct lks_header *h);
 struct lks_header *lks_segment_map_rw(const char *path, size_t *len, char *err, size_t errlen);
 void lks_segment_unmap(struct lks_header *h, size_t len);
 
+/* Saturating arithmetic for readers combining counters they cannot trust. */
+static inline int64_t lks_sat_add(int64_t a, int64_t b) {
+    int64_t r;
+    return __builtin_add_overflow(a, b, &r) ? (b > 0 ? INT64_MAX : INT64_MIN) : r;
+}
+static inline int64_t lks_sat_sub(int64_t a, int64_t b) {
+    int64_t r;
+    return __builtin_sub_overflow(a, b, &r) ? (b < 0 ? INT64_MAX : INT64_MIN) : r;
+}
+
 /* Is the process that wrote this segment still the one running as its pid? */
 int lks_segment_process_alive(const struct lks_header *h);
 
