@@ -31,10 +31,6 @@ void stripe_lock(struct stripe *s) {
     }
 }
 
-static inline uint32_t slot_of(uintptr_t p, uint32_t cap) {
-    return (uint32_t)ptr_hash(p) & (cap - 1);
-}
-
 static int grow(struct stripe *s) {
     uint32_t ncap = s->cap ? s->cap * 2 : INITIAL_CAP;
     size_t bytes = (size_t)ncap * sizeof(struct alloc_rec);

@@ -89,17 +89,21 @@ static void cache_store(uintptr_t ra, uintptr_t fp, struct cs_entry *e, uint64_t
 
 /* The stack from ra outwards: libunwind from here, with our own frames cut
  * off where ra appears (robust to inlining). Falls back to ra alone. */
-static int unwind_from(uintptr_t ra, uint64_t *frames) {
+static int unwind_some(uintptr_t ra, uint64_t *frames, int max) {
     uint64_t buf[LKS_MAX_FRAMES + 8];
-    int n = lks_stack_capture(buf, LKS_MAX_FRAMES + 7, 0);
+    int n = lks_stack_capture(buf, max + 7, 0);
     for (int i = 0; i < n && i < 8; i++) {
         if (buf[i] != ra) continue;
         int out = 0;
-        for (int k = i; k < n && out < LKS_MAX_FRAMES; k++) frames[out++] = buf[k];
+        for (int k = i; k < n && out < max; k++) frames[out++] = buf[k];
         return out;
     }
     frames[0] = ra;
     return 1;
+}
+
+static int unwind_from(uintptr_t ra, uint64_t *frames) {
+    return unwind_some(ra, frames, LKS_MAX_FRAMES);
 }
 
 /* Rule bits of one return address: dladdr once per address, then cached.
@@ -213,8 +217,9 @@ static struct site_ref site_of_stack(const uint64_t *frames, int n, uint64_t *ha
     return ref;
 }
 
-__attribute__((noinline)) static struct site_ref resolve_slow(uintptr_t ra, uintptr_t fp,
-                                                             struct cs_entry *e,
+/* Full unwind from ra; the result is cached under (key, fp). */
+__attribute__((noinline)) static struct site_ref resolve_slow(uintptr_t ra, uintptr_t key,
+                                                             uintptr_t fp, struct cs_entry *e,
                                                              const struct cs_entry *seen) {
     int saved_errno = errno;
     uint64_t frames[LKS_MAX_FRAMES];
@@ -222,9 +227,9 @@ __attribute__((noinline)) static struct site_ref resolve_slow(uintptr_t ra, uint
     int n = unwind_from(ra, frames);
     struct site_ref ref = site_of_stack(frames, n, &hash);
     if (!e) {
-        cache_store(ra, fp, NULL, hash, ref, 0, VERIFY_NEW);
+        cache_store(key, fp, NULL, hash, ref, 0, VERIFY_NEW);
     } else if (!seen->ambiguous && seen->stack_hash != hash) {
-        cache_store(ra, fp, e, hash, ref, 1, 0);
+        cache_store(key, fp, e, hash, ref, 1, 0);
     } else if (atomic_load_explicit(&e->verify_left, memory_order_relaxed) > 0) {
         atomic_fetch_sub_explicit(&e->verify_left, 1, memory_order_relaxed);
     }
@@ -232,15 +237,38 @@ __attribute__((noinline)) static struct site_ref resolve_slow(uintptr_t ra, uint
     return ref;
 }
 
+/* Cached answer for (key, fp), or the full unwind that refreshes it. */
+static inline struct site_ref resolve_keyed(uintptr_t ra, uintptr_t key, uintptr_t fp,
+                                            struct cs_entry *e, const struct cs_entry *seen) {
+    if (__builtin_expect(e != NULL, 1) && !seen->ambiguous &&
+        atomic_load_explicit(&e->verify_left, memory_order_relaxed) <= 0 &&
+        --t_countdown > 0)
+        return (struct site_ref){seen->site, seen->subsys};
+    if (t_countdown <= 0) t_countdown = g_verify_every;
+    return resolve_slow(ra, key, fp, e, seen);
+}
+
+/* A (return address, frame) pair that showed several stacks (an
+ * interpreter's eval loop, a dispatcher) is keyed again on the first
+ * PREFIX_FRAMES return addresses: a short unwind, much cheaper than the full
+ * one. Prefix keys live in the same cache with the top bit set (return
+ * addresses never have it). */
+#define PREFIX_FRAMES 4
+__attribute__((noinline)) static struct site_ref resolve_ambiguous(uintptr_t ra, uintptr_t fp) {
+    uint64_t prefix[PREFIX_FRAMES];
+    int n = unwind_some(ra, prefix, PREFIX_FRAMES);
+    uintptr_t key = (uintptr_t)(lks_stack_hash(prefix, n) | (1ull << 63));
+    struct cs_entry seen;
+    struct cs_entry *e = cache_find(key, fp, &seen);
+    if (e && seen.ambiguous) return resolve_slow(ra, key, fp, e, &seen);
+    return resolve_keyed(ra, key, fp, e, &seen);
+}
+
 struct site_ref callsite_resolve(uintptr_t ra, uintptr_t fp) {
     struct cs_entry seen;
     struct cs_entry *e = cache_find(ra, fp, &seen);
-    if (__builtin_expect(e != NULL, 1) && !seen.ambiguous &&
-        atomic_load_explicit(&e->verify_left, memory_order_relaxed) <= 0 &&
-        --t_countdown > 0)
-        return (struct site_ref){seen.site, seen.subsys};
-    if (t_countdown <= 0) t_countdown = g_verify_every;
-    return resolve_slow(ra, fp, e, &seen);
+    if (__builtin_expect(e && seen.ambiguous, 0)) return resolve_ambiguous(ra, fp);
+    return resolve_keyed(ra, ra, fp, e, &seen);
 }
 
 uint32_t callsite_stack_site(uintptr_t ra) {

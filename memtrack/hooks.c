@@ -52,6 +52,8 @@ static inline void publish_if_final(uint32_t site, uint32_t subsys) {
 }
 
 static void track_alloc(void *p, size_t size, uintptr_t ra, uintptr_t fp) {
+    struct stripe *s = stripe_of((uintptr_t)p);
+    stripe_prefetch(s, (uintptr_t)p);
     struct site_ref ref = callsite_resolve(ra, fp);
     struct alloc_rec rec = alloc_rec_make((uintptr_t)p, size,
                                           (uint16_t)atomic_load_explicit(&g_mark_gen,
@@ -59,7 +61,6 @@ static void track_alloc(void *p, size_t size, uintptr_t ra, uintptr_t fp) {
                                           ref.site, ref.subsys, heap_clock_ms());
     struct alloc_rec old;
     struct ctr_block *b = counters_mine();
-    struct stripe *s = stripe_of((uintptr_t)p);
     stripe_lock(s);
     int r = stripe_insert(s, &rec, &old);
     if (r == 1) /* its free happened where we could not see it */
@@ -104,8 +105,9 @@ static void report_double_free(void *p, const struct freed_rec *fr, uintptr_t ra
 static int track_free(void *p, uintptr_t ra) {
     struct alloc_rec rec;
     struct freed_rec fr;
-    struct ctr_block *b = counters_mine();
     struct stripe *s = stripe_of((uintptr_t)p);
+    stripe_prefetch(s, (uintptr_t)p);
+    struct ctr_block *b = counters_mine();
     stripe_lock(s);
     if (stripe_remove(s, (uintptr_t)p, &rec)) {
         counters_free(b, REC_SITE(&rec), REC_SUBSYS(&rec), (int64_t)REC_SIZE(&rec));
