@@ -113,22 +113,22 @@ long links_extract(const char *html, size_t len, const char *page_url, struct li
     htmlFreeParserCtxt(ctxt);
 
     int oom = st.oom;
-    char *base = NULL;
-    if (st.base) base = url_normalize(page_url, st.base);
-    const char *resolve_against = base ? base : page_url;
+    char *base_url = st.base ? url_normalize(page_url, st.base) : NULL;
+    CURLU *base = url_base_parse(base_url ? base_url : page_url);
     out->nofollow_skipped += st.nofollow_skipped;
     for (size_t i = 0; i < st.count; i++) {
         if (st.page_nofollow) {
             out->nofollow_skipped++;
-        } else if (!oom) {
-            char *url = url_normalize(resolve_against, st.hrefs[i]);
+        } else if (!oom && base) {
+            char *url = url_resolve(base, st.hrefs[i]);
             if (url) push_url(out, url, &oom);
         }
         free(st.hrefs[i]);
     }
+    curl_url_cleanup(base);
     free(st.hrefs);
     free(st.base);
-    free(base);
+    free(base_url);
     return oom ? -1 : (long)out->count;
 }
 

@@ -40,7 +40,7 @@ static void usage(FILE *out) {
             "  --timeout S           transfer timeout (default 20)\n"
             "  --max-page-bytes N    abort bodies larger than N (default 4194304)\n"
             "  --max-redirects N     redirect hops followed from one link (default 5)\n"
-            "  --queue-high N        pause fetching while fetch:queue holds N pages (default 2000)\n"
+            "  --queue-high N        pause fetching while fetch:queue holds N pages (default 500)\n"
             "  --redis-retry S       how long Redis may be unreachable (default 60)\n"
             "  --inject MODE         none, retain-pages, redis-pool-growth, frontier-fd,\n"
             "                        http-unbounded, curl-handle\n"
@@ -120,7 +120,7 @@ int main(int argc, char **argv) {
     struct crawler_config cfg = {
         .redis_host = "127.0.0.1", .redis_port = 6379, .workers = 200, .parsers = 2, .delay_s = 1,
         .timeout_s = 20, .connect_timeout_s = 5, .max_page_bytes = 4 << 20, .max_redirects = 5,
-        .queue_high = 2000, .status_interval_s = 10, .redis_retry_s = 60, .parser_id = -1,
+        .queue_high = 500, .status_interval_s = 10, .redis_retry_s = 60, .parser_id = -1,
     };
     enum { O_SEEDS = 256, O_DATA, O_REDIS, O_MAXP, O_DUR, O_WORKERS, O_PARSERS, O_DELAY, O_CONNECT, O_INJECT,
            O_STATS, O_LOG, O_METRICS, O_RESUME, O_TIMEOUT, O_MAXBYTES, O_MAXREDIR, O_QHIGH, O_STATUS, O_RETRY,

@@ -127,11 +127,7 @@ int parser_main(const struct crawler_config *cfg) {
         if (!ok) log_msg("dropped a page after %d attempts: %s", attempts, s.last_error);
         attempts = 0;
         freeReplyObject(r);
-        redisReply *d = store_command(&s, "DEL %s", processing);
-        if (d) freeReplyObject(d);
-        redisReply *c = store_command(&s, "INCR stats:pages_parsed");
-        if (c) freeReplyObject(c);
-        parsed++;
+        if (store_page_parsed(&s, processing) == 0) parsed++;
     }
     if (s.failed) log_msg("stopping: Redis unreachable (%s)", s.last_error);
     log_msg("parsed %ld pages", parsed);

@@ -16,7 +16,10 @@
 #include <unistd.h>
 
 enum script_id { SCRIPT_CLAIM_DOMAINS, SCRIPT_CLAIM_URL, SCRIPT_COMPLETE, SCRIPT_DISCOVER, SCRIPT_RECOVER,
-                 SCRIPT_PENDING, SCRIPT_COUNT };
+                 SCRIPT_PENDING, SCRIPT_PARSED, SCRIPT_COUNT };
+
+_Static_assert(SCRIPT_COUNT <= sizeof(((struct store *)0)->script_sha) / sizeof(((struct store *)0)->script_sha[0]),
+               "struct store needs room for every script's SHA1");
 
 static const char *script_text[SCRIPT_COUNT] = {
     [SCRIPT_CLAIM_DOMAINS] =
@@ -57,6 +60,9 @@ static const char *script_text[SCRIPT_COUNT] = {
         "local p = 0\n"
         "for i = 0, tonumber(ARGV[1]) - 1 do p = p + redis.call('LLEN', 'fetch:processing:' .. i) end\n"
         "return {redis.call('ZCARD', 'domains:schedule'), redis.call('LLEN', 'fetch:queue'), p}\n",
+    [SCRIPT_PARSED] =
+        "redis.call('DEL', ARGV[1])\n"
+        "return redis.call('INCR', 'stats:pages_parsed')\n",
 };
 
 int store_open(struct store *s, const char *host, int port, int pool_size, int retry_ms) {
@@ -138,29 +144,43 @@ redisReply *store_command(struct store *s, const char *fmt, ...) {
     return reply;
 }
 
-/* EVAL with the script body: Redis caches compiled scripts by body hash, so
- * the cost over EVALSHA is only the bytes sent, and a restarted Redis that
- * lost its script cache needs no special handling. */
+/* SCRIPT LOAD a script and remember its SHA1. Returns 0 or -1. */
+static int store_load_script(struct store *s, enum script_id id) {
+    redisReply *r = store_command(s, "SCRIPT LOAD %s", script_text[id]);
+    int ok = r && r->type == REDIS_REPLY_STRING && r->len == 40;
+    if (ok) memcpy(s->script_sha[id], r->str, 41);
+    else if (r) snprintf(s->last_error, sizeof(s->last_error), "SCRIPT LOAD: %s", r->str ? r->str : "?");
+    if (r) freeReplyObject(r);
+    return ok ? 0 : -1;
+}
+
+/* EVALSHA a script, loading it first when this process has not, or when
+ * Redis lost it (NOSCRIPT after a restart). */
 static redisReply *store_eval(struct store *s, enum script_id id, int argc, const char **args, const size_t *lens) {
     const char *argv[argc + 3];
     size_t alens[argc + 3];
-    argv[0] = "EVAL";
-    alens[0] = 4;
-    argv[1] = script_text[id];
-    alens[1] = strlen(script_text[id]);
+    argv[0] = "EVALSHA";
+    alens[0] = 7;
     argv[2] = "0";
     alens[2] = 1;
     for (int i = 0; i < argc; i++) {
         argv[i + 3] = args[i];
         alens[i + 3] = lens ? lens[i] : strlen(args[i]);
     }
-    redisReply *reply = store_command_argv(s, argc + 3, argv, alens);
-    if (reply && reply->type == REDIS_REPLY_ERROR) {
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!s->script_sha[id][0] && store_load_script(s, id) != 0) return NULL;
+        argv[1] = s->script_sha[id];
+        alens[1] = 40;
+        redisReply *reply = store_command_argv(s, argc + 3, argv, alens);
+        if (!reply) return NULL;
+        if (reply->type != REDIS_REPLY_ERROR) return reply;
         snprintf(s->last_error, sizeof(s->last_error), "Redis script: %s", reply->str);
+        int lost = strncmp(reply->str, "NOSCRIPT", 8) == 0;
         freeReplyObject(reply);
-        return NULL;
+        if (!lost) return NULL;
+        s->script_sha[id][0] = '\0';
     }
-    return reply;
+    return NULL;
 }
 
 int store_reset(struct store *s) {
@@ -325,6 +345,14 @@ long store_fetch_queue_length(struct store *s) {
     if (r) freeReplyObject(r);
     redis_pool_abandon(s->pool, c);
     return n;
+}
+
+int store_page_parsed(struct store *s, const char *processing) {
+    const char *args[] = {processing};
+    redisReply *r = store_eval(s, SCRIPT_PARSED, 1, args, NULL);
+    if (!r) return -1;
+    freeReplyObject(r);
+    return 0;
 }
 
 long store_counter(struct store *s, const char *key) {

@@ -28,6 +28,7 @@ struct store {
     long errors;         /* commands that failed and were retried */
     int failed;          /* gave up: Redis stayed unreachable */
     char last_error[256];
+    char script_sha[8][41]; /* SHA1 of each Lua script once loaded, "" before */
 };
 
 /* Connect lazily through a pool of pool_size connections. */
@@ -79,6 +80,9 @@ int store_robots_load(struct store *s, const char *domain, int *status, char **t
 
 /* LLEN fetch:queue, for backpressure; -1 on failure. */
 long store_fetch_queue_length(struct store *s);
+
+/* A parser finished the page in its processing list: drop it, count it. */
+int store_page_parsed(struct store *s, const char *processing);
 
 long store_counter(struct store *s, const char *key);
 

@@ -58,12 +58,11 @@ static char *trimmed_copy(const char *href) {
     return copy;
 }
 
-char *url_normalize(const char *base, const char *href) {
+/* Set link on u (which holds the base, or nothing) and normalize. */
+static char *normalize_into(CURLU *u, const char *href) {
     char *result = NULL;
     char *link = trimmed_copy(href);
-    CURLU *u = curl_url();
-    if (!link || !u || link[0] == '\0') goto out;
-    if (base && curl_url_set(u, CURLUPART_URL, base, 0) != CURLUE_OK) goto out;
+    if (!link || link[0] == '\0') goto out;
     if (curl_url_set(u, CURLUPART_URL, link, CURLU_URLENCODE) != CURLUE_OK) goto out;
 
     char *scheme = NULL;
@@ -92,8 +91,32 @@ char *url_normalize(const char *base, const char *href) {
     }
     curl_free(full);
 out:
-    curl_url_cleanup(u);
     free(link);
+    return result;
+}
+
+CURLU *url_base_parse(const char *base) {
+    CURLU *u = curl_url();
+    if (u && curl_url_set(u, CURLUPART_URL, base, 0) != CURLUE_OK) {
+        curl_url_cleanup(u);
+        return NULL;
+    }
+    return u;
+}
+
+char *url_resolve(CURLU *base, const char *href) {
+    CURLU *u = curl_url_dup(base);
+    if (!u) return NULL;
+    char *result = normalize_into(u, href);
+    curl_url_cleanup(u);
+    return result;
+}
+
+char *url_normalize(const char *base, const char *href) {
+    CURLU *u = base ? url_base_parse(base) : curl_url();
+    if (!u) return NULL;
+    char *result = normalize_into(u, href);
+    curl_url_cleanup(u);
     return result;
 }
 

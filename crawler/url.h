@@ -2,6 +2,7 @@
 #ifndef CRAWLER_URL_H
 #define CRAWLER_URL_H
 
+#include <curl/curl.h>
 #include <stddef.h>
 
 /* Longest URL the crawler keeps; longer links are dropped. */
@@ -13,6 +14,12 @@
  * Only http and https are accepted. Returns a malloc'ed string the caller
  * frees, or NULL when the link is not a crawlable URL. */
 char *url_normalize(const char *base, const char *href);
+
+/* The same for the many links of one page: parse the base once with
+ * url_base_parse (NULL when invalid; release with curl_url_cleanup), then
+ * url_resolve each link against it. */
+CURLU *url_base_parse(const char *base);
+char *url_resolve(CURLU *base, const char *href);
 
 /* Copy the authority used as the crawl domain (host, plus ":port" when the
  * port is not the scheme's default) of a normalized URL into out.

@@ -8,6 +8,7 @@
 #include "webgen.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -202,17 +203,35 @@ static const char *words[] = {
     "were", "all", "we", "when", "there", "can", "been", "has", "more", "if", "will", "would", "so", "no",
 };
 
-/* Append filler text of about want bytes to buf at *used (cap bytes). */
-static void filler(uint64_t *state, char *buf, size_t *used, size_t cap, size_t want) {
-    size_t end = *used + want < cap ? *used + want : cap;
-    while (*used + 16 < end) {
-        *state = mix(*state);
-        const char *w = words[*state % (sizeof(words) / sizeof(words[0]))];
+/* Filler text is copied from one pool of words generated once, at an
+ * offset chosen per paragraph, so that the server spends its time serving
+ * pages rather than drawing words one by one. */
+#define FILLER_POOL_BYTES (1u << 20)
+static char filler_pool[FILLER_POOL_BYTES];
+static pthread_once_t filler_once = PTHREAD_ONCE_INIT;
+
+static void filler_pool_init(void) {
+    uint64_t state = 42;
+    size_t used = 0;
+    while (used + 16 < FILLER_POOL_BYTES) {
+        state = mix(state);
+        const char *w = words[state % (sizeof(words) / sizeof(words[0]))];
         size_t wl = strlen(w);
-        memcpy(buf + *used, w, wl);
-        *used += wl;
-        buf[(*used)++] = (*state >> 32) % 13 == 0 ? '\n' : ' ';
+        memcpy(filler_pool + used, w, wl);
+        used += wl;
+        filler_pool[used++] = (state >> 32) % 13 == 0 ? '\n' : ' ';
     }
+    memset(filler_pool + used, ' ', FILLER_POOL_BYTES - used);
+}
+
+/* Append about want bytes of filler text to buf at *used (cap bytes). */
+static void filler(uint64_t *state, char *buf, size_t *used, size_t cap, size_t want) {
+    pthread_once(&filler_once, filler_pool_init);
+    if (*used + want > cap) want = cap - *used;
+    if (want > FILLER_POOL_BYTES / 2) want = FILLER_POOL_BYTES / 2;
+    *state = mix(*state);
+    memcpy(buf + *used, filler_pool + *state % (FILLER_POOL_BYTES / 2), want);
+    *used += want;
 }
 
 static size_t page_size(const struct webgen *g, unsigned h, unsigned i) {
