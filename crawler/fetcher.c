@@ -357,6 +357,11 @@ static void fetch_robots_done(struct fetcher *f, struct transfer *t, CURLcode re
     struct domain *d = t->domain;
     int status = result == CURLE_OK ? (int)code : 0;
     f->stats->robots_fetched++;
+    if (result != CURLE_OK)
+        log_msg("robots.txt of %s failed (%s): not crawling the host", d->name,
+                t->error[0] ? t->error : curl_easy_strerror(result));
+    else if (code >= 500)
+        log_msg("robots.txt of %s answered %ld: not crawling the host", d->name, code);
     if (store_robots_save(f->store, d->name, status, t->body, t->len) != 0) return;
     d->robots = status >= 200 && status < 300 ? robots_parse(t->body ? t->body : "", t->len, CRAWLER_ROBOTS_AGENT)
                                               : robots_for_status(status);
@@ -462,6 +467,7 @@ static void fetch_update_stats(struct fetcher *f, double start) {
     st->frontier_open_emfile = frontier_open_emfile;
     st->redis_errors = f->store->errors;
     st->fds_open = stats_count_fds();
+    st->rss_kb = stats_rss_kb();
 }
 
 static int fetch_setup(struct fetcher *f) {

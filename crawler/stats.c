@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 struct stat_field {
     const char *name;
@@ -44,6 +45,7 @@ static const struct stat_field fields[] = {
     F(redis_errors, 0, "Redis commands retried after a failure"),
     F(parser_restarts, 0, "Parser processes restarted"),
     F(fds_open, 1, "Descriptors open in the fetcher"),
+    F(rss_kb, 1, "Resident set size of the fetcher in KiB"),
     F(backpressure_pauses, 0, "Times fetching paused for a long fetch:queue"),
     F(pool.created, 0, "Redis pool connections created"),
     F(pool.closed, 0, "Redis pool connections closed"),
@@ -74,6 +76,15 @@ long stats_count_fds(void) {
     return n - 1; /* the directory stream's own descriptor */
 }
 
+long stats_rss_kb(void) {
+    FILE *f = fopen("/proc/self/statm", "re");
+    if (!f) return -1;
+    long pages_total, pages_resident;
+    int n = fscanf(f, "%ld %ld", &pages_total, &pages_resident);
+    fclose(f);
+    return n == 2 ? pages_resident * (sysconf(_SC_PAGESIZE) / 1024) : -1;
+}
+
 int stats_write_json(const char *path, const struct crawl_stats *s) {
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -93,11 +104,11 @@ int stats_write_json(const char *path, const struct crawl_stats *s) {
 void stats_status_line(const struct crawl_stats *s, double rate, char *buf, size_t len) {
     snprintf(buf, len,
              "status: %.0fs fetched=%ld parsed=%ld %.1f pages/s errors=%ld active=%ld fetch_queue=%ld "
-             "pool created=%ld in_use=%ld idle=%ld fds=%ld http_sockets=%ld easy_alive=%ld "
+             "pool created=%ld in_use=%ld idle=%ld fds=%ld rss_kb=%ld http_sockets=%ld easy_alive=%ld "
              "retained_bytes=%ld frontier_open=%ld",
              s->elapsed_s, s->pages_fetched, s->pages_parsed, rate, s->errors, s->active_transfers,
              s->fetch_queue_length, s->pool.created, s->pool.in_use, s->pool.idle, s->fds_open,
-             s->http_sockets_open, s->curl_easy_alive, s->retained_page_bytes, s->frontier_files_open);
+             s->rss_kb, s->http_sockets_open, s->curl_easy_alive, s->retained_page_bytes, s->frontier_files_open);
 }
 
 size_t stats_prometheus(const struct crawl_stats *s, char *buf, size_t len) {

@@ -40,12 +40,16 @@ struct crawl_stats {
     long redis_errors;       /* Redis commands retried after a failure */
     long parser_restarts;
     long fds_open;           /* entries in /proc/self/fd */
+    long rss_kb;             /* resident set size */
     long backpressure_pauses;
     struct redis_pool_counts pool;
 };
 
-/* Count the process's open descriptors. */
+/* Count the process's open descriptors; -1 when it cannot (EMFILE). */
 long stats_count_fds(void);
+
+/* The process's resident set size in KiB, -1 when unknown. */
+long stats_rss_kb(void);
 
 int stats_write_json(const char *path, const struct crawl_stats *s);
 

@@ -6,6 +6,7 @@
 #   e2e.sh BIN_DIR SCENARIO
 #
 # Scenarios: crawl, max-pages, redis-restart, parser-kill, resume, bad-input,
+# operations (metrics, status, SIGHUP), dead-server, redis-lost,
 # inject-<mode> for each --inject mode, and inject-none (the baseline).
 set -euo pipefail
 
@@ -263,6 +264,64 @@ inject-http-bounded)
     wait_crawler 30
     [ "$(stat http_socket_emfile)" = 0 ] && [ "$(stat frontier_open_emfile)" = 0 ] || fail "EMFILE without injection"
     [ "$(stat http_sockets_peak)" -le 32 ] || fail "http_sockets_peak=$(stat http_sockets_peak) above --workers"
+    ;;
+operations)
+    # Prometheus endpoint, status lines, and log rotation (SIGHUP) mid-crawl.
+    start_redis
+    start_web 12 40
+    MPORT=$(free_port)
+    crawl_bg --delay 0.1 --metrics-port "$MPORT"
+    sleep 2
+    metrics=$(curl -sf "http://127.0.0.1:$MPORT/metrics") || fail "no /metrics"
+    for m in crawler_pages_fetched_total crawler_redis_pool_created_total crawler_redis_pool_in_use \
+        crawler_redis_pool_idle crawler_fetch_queue_length crawler_curl_easy_alive crawler_fds_open; do
+        echo "$metrics" | grep -q "^$m " || fail "metric $m missing"
+    done
+    [ "$(echo "$metrics" | awk '/^crawler_pages_fetched_total /{print $2}')" -gt 0 ] || fail "no pages in /metrics"
+    ss -ltn "sport = :$MPORT" | grep -q "127.0.0.1:$MPORT" || fail "metrics not bound to 127.0.0.1"
+    mv "$T/crawl.log" "$T/crawl.log.1"
+    kill -HUP "$CRAWLER_PID"
+    wait_crawler 60
+    grep -q "status: " "$T/crawl.log.1" || fail "no status line before rotation"
+    grep -q "fetcher\[.*nothing left to crawl" "$T/crawl.log" || fail "fetcher did not reopen its log"
+    grep -q "parser-[01]\[.*parsed [0-9]* pages" "$T/crawl.log" || fail "parsers did not reopen the log"
+    groundtruth --delay 0.1
+    ;;
+dead-server)
+    # Every host refuses connections, then every host accepts and never answers.
+    start_redis
+    WEB_PORT=$(free_port)
+    echo "http://h0.example/" >"$T/seeds.txt"
+    crawl_bg --delay 0.05 --timeout 1
+    wait_crawler 30
+    [ "$(stat robots_fetched)" = 1 ] && [ "$(stat pages_fetched)" = 0 ] || fail "refused: unexpected counts"
+    grep -q "robots.txt.*failed\|Couldn't connect\|Failed to connect" "$T/crawl.log" || fail "refusal not logged"
+    python3 -c 'import socket,time,sys; s=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(64);
+print(s.getsockname()[1], flush=True); time.sleep(60)' >"$T/blackhole.port" &
+    PIDS+=("$!")
+    sleep 0.5
+    WEB_PORT=$(cat "$T/blackhole.port")
+    start=$(date +%s)
+    crawl_bg --delay 0.05 --timeout 1
+    wait_crawler 30
+    [ $(($(date +%s) - start)) -le 10 ] || fail "a silent server held the crawl"
+    [ "$(stat robots_fetched)" = 1 ] || fail "silent: robots_fetched=$(stat robots_fetched)"
+    grep -qi "timed out\|timeout" "$T/crawl.log" || fail "timeout not logged"
+    ;;
+redis-lost)
+    # Redis goes away for good: the crawler stops cleanly, says why, exits 2.
+    start_redis
+    start_web 12 40
+    crawl_bg --delay 0.1 --redis-retry 2
+    sleep 2
+    kill -9 "$REDIS_PID"
+    for _ in $(seq 100); do kill -0 "$CRAWLER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$CRAWLER_PID" 2>/dev/null && fail "crawler still running 10 s after Redis died"
+    status=0
+    wait "$CRAWLER_PID" || status=$?
+    [ "$status" = 2 ] || fail "exit status $status, wanted 2"
+    grep -q "Redis unreachable" "$T/crawl.log" || fail "no clear message"
+    [ -z "$(pgrep -P "$CRAWLER_PID" || true)" ] || fail "parsers left behind"
     ;;
 *)
     fail "unknown scenario $SCENARIO"
