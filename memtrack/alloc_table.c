@@ -13,6 +13,11 @@
 #include <sys/mman.h>
 
 struct stripe alloc_stripes[NSTRIPES];
+struct freed_rec alloc_freed[NSTRIPES][FREED_PER_STRIPE];
+
+static inline struct freed_rec *freed_of(struct stripe *s) {
+    return alloc_freed[s - alloc_stripes];
+}
 static _Atomic uint64_t g_table_bytes;
 
 #define INITIAL_CAP 64
@@ -95,7 +100,7 @@ int stripe_remove(struct stripe *s, uintptr_t ptr, struct alloc_rec *out) {
 }
 
 void stripe_note_freed(struct stripe *s, const struct alloc_rec *rec, uint64_t free_ra) {
-    struct freed_rec *f = &s->freed[s->freed_next++ % FREED_PER_STRIPE];
+    struct freed_rec *f = &freed_of(s)[s->freed_next++ % FREED_PER_STRIPE];
     f->ptr = rec->ptr;
     f->size = REC_SIZE(rec);
     f->site_subsys = rec->site_subsys;
@@ -106,7 +111,7 @@ void stripe_note_freed(struct stripe *s, const struct alloc_rec *rec, uint64_t f
  * latest free. */
 int stripe_find_freed(struct stripe *s, uintptr_t ptr, struct freed_rec *out) {
     for (uint32_t k = 1; k <= FREED_PER_STRIPE; k++) {
-        struct freed_rec *f = &s->freed[(s->freed_next - k) % FREED_PER_STRIPE];
+        struct freed_rec *f = &freed_of(s)[(s->freed_next - k) % FREED_PER_STRIPE];
         if (f->ptr == ptr) {
             *out = *f;
             return 1;
@@ -116,8 +121,9 @@ int stripe_find_freed(struct stripe *s, uintptr_t ptr, struct freed_rec *out) {
 }
 
 void stripe_forget_freed(struct stripe *s, uintptr_t ptr) {
+    struct freed_rec *f = freed_of(s);
     for (int i = 0; i < FREED_PER_STRIPE; i++)
-        if (s->freed[i].ptr == ptr) s->freed[i].ptr = 0;
+        if (f[i].ptr == ptr) f[i].ptr = 0;
 }
 
 void table_lock_all(void) {

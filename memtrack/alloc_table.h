@@ -49,19 +49,21 @@ struct freed_rec {
 
 #define FREED_PER_STRIPE 8
 
+/* One cache line per stripe, so that all stripe heads stay in cache; the
+ * recent frees live apart (touched by frees only). */
 struct stripe {
     _Atomic int lock;
     uint32_t count;
     uint32_t cap; /* power of two, 0 until first insert */
     uint32_t freed_next;
     struct alloc_rec *slots;
-    struct freed_rec freed[FREED_PER_STRIPE];
 } __attribute__((aligned(64)));
 
 #define STRIPE_BITS 10
 #define NSTRIPES (1u << STRIPE_BITS)
 
 extern struct stripe alloc_stripes[NSTRIPES];
+extern struct freed_rec alloc_freed[NSTRIPES][FREED_PER_STRIPE];
 
 /* Records keep the address order of their blocks within a 4 KiB page: the
  * stripe comes from a hash of the page, the slot from the block's offset in

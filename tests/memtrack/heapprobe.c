@@ -11,10 +11,12 @@
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -245,6 +247,62 @@ static void mode_serve(void) {
     }
 }
 
+/* Signal handlers that allocate, interrupting a loop that allocates: the
+ * shim must neither deadlock nor lose count. */
+static volatile sig_atomic_t alarms;
+static void on_alarm(int sig) {
+    (void)sig;
+    free(malloc(64)); /* not async-signal-safe, but programs do it */
+    alarms++;
+}
+
+static void mode_signals(void) {
+    struct sigaction sa = {0};
+    sa.sa_handler = on_alarm;
+    sigaction(SIGALRM, &sa, NULL);
+    struct itimerval it = {{0, 200}, {0, 200}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    for (int i = 0; i < 3000000 && alarms < 200; i++) free(malloc(16 + (size_t)(i % 512)));
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &off, NULL);
+    frontier_job_leak(2);
+    printf("alarms %s\n", alarms > 0 ? "seen" : "none");
+}
+
+/* Threads churn the heap while the main thread forks children that
+ * allocate and exit: fork must never inherit a lock held by a thread that
+ * does not exist in the child. */
+static volatile int churn_stop;
+static void *churn(void *arg) {
+    (void)arg;
+    void *v[64] = {0};
+    for (unsigned i = 0; !churn_stop; i++) {
+        free(v[i % 64]);
+        v[i % 64] = malloc(16 + i % 1000);
+    }
+    for (int i = 0; i < 64; i++) free(v[i]);
+    return NULL;
+}
+
+static void mode_forkstorm(void) {
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, churn, NULL);
+    int ok = 0;
+    for (int k = 0; k < 30; k++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            for (int i = 0; i < 1000; i++) free(malloc(100));
+            frontier_job_leak(1);
+            exit(0);
+        }
+        int st;
+        if (pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0) ok++;
+    }
+    churn_stop = 1;
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    printf("children ok %d\n", ok);
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "";
     if (!strcmp(mode, "leak")) mode_leak();
@@ -253,8 +311,10 @@ int main(int argc, char **argv) {
     else if (!strcmp(mode, "errors")) mode_errors();
     else if (!strcmp(mode, "job")) mode_job();
     else if (!strcmp(mode, "serve")) mode_serve();
+    else if (!strcmp(mode, "signals")) mode_signals();
+    else if (!strcmp(mode, "forkstorm")) mode_forkstorm();
     else {
-        fprintf(stderr, "usage: heapprobe leak|storm|fork|errors|job|serve\n");
+        fprintf(stderr, "usage: heapprobe leak|storm|fork|errors|job|serve|signals|forkstorm\n");
         return 2;
     }
     return 0;

@@ -159,6 +159,23 @@ Test(memtrack, unknown_free_double_free_and_oom) {
     mt_run_free(&r);
 }
 
+Test(memtrack, signal_handlers_that_allocate) {
+    struct mt_run r = mt_run_probe("signals", NULL);
+    cr_assert_eq(r.status, 0, "heapprobe signals exited %d; stderr: %s", r.status, r.err);
+    cr_expect_str_eq(r.out, "alarms seen\n");
+    struct lks_header *h = mt_segment(&r, r.pid);
+    cr_expect_eq(mt_subsys(h, "frontier")->heap_live_bytes, 2 * 2000);
+    lks_segment_free(h);
+    mt_run_free(&r);
+}
+
+Test(memtrack, fork_while_threads_allocate) {
+    struct mt_run r = mt_run_probe("forkstorm", NULL);
+    cr_assert_eq(r.status, 0, "heapprobe forkstorm exited %d; stderr: %s", r.status, r.err);
+    cr_expect_str_eq(r.out, "children ok 30\n");
+    mt_run_free(&r);
+}
+
 Test(memtrack, in_program_mark_counts_only_the_job) {
     struct mt_run r = mt_run_probe("job", NULL);
     cr_assert_eq(r.status, 0, "heapprobe job exited %d; stderr: %s", r.status, r.err);
@@ -217,6 +234,7 @@ Test(memtrack, real_programs_behave_the_same) {
                                            NULL});
     same_with_and_without((const char *[]){"git", "--version", NULL});
     same_with_and_without((const char *[]){"redis-server", "--version", NULL});
+    same_with_and_without((const char *[]){"nginx", "-v", NULL});
     same_with_and_without((const char *[]){"sh", "-c", "exit 3", NULL});
 }
 
