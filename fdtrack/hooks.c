@@ -245,6 +245,8 @@ EXPORT DIR *opendir(const char *path) {
     int err = errno;                                             \
     fdt_close_done(h, oldfd, taken, 1);                          \
     if (path) fdt_created(h, s ? fileno(s) : -1, err, LKS_KIND_FILE, path, 0); \
+    else if (s) /* same file, new mode: it keeps its subsystem */ \
+        fdt_adopt(h, fileno(s), taken.in_use ? taken.subsys : -1, 0); \
     leave();                                                     \
     errno = err;                                                 \
     return s

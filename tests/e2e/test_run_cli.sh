@@ -30,7 +30,7 @@ check "clean run: only stdio stays open" "stdio" \
 check "clean run: no call site holds a descriptor" 0 \
   "$(jq '[.processes[] | select(.comm=="fdprobe") | .fd.sites[] | select(.open > 0)] | length' "$S")"
 check "clean run: no failures" 0 "$(jq '[.processes[] | select(.comm=="fdprobe") | .fd.open_failed[]] | length' "$S")"
-check "clean run: every kind was opened and closed" 240 \
+check "clean run: every kind was opened and closed" 300 \
   "$(jq '[.processes[] | select(.comm=="fdprobe") | .fd.by_subsystem | to_entries[] | select(.key != "stdio") | .value.closed] | add' "$S")"
 
 # Exit status passes through, signals as 128+N.

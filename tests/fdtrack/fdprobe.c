@@ -77,6 +77,10 @@ __attribute__((noinline)) void probe_balanced_churn(int rounds) {
         close(sp[1]);
         FILE *pp = popen("true", "r");
         pclose(pp);
+        FILE *re = fopen(path, "r");
+        re = freopen(NULL, "r+", re); /* same file, new mode */
+        re = freopen("/etc/hostname", "r", re);
+        fclose(re);
     }
 }
 
