@@ -33,11 +33,19 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-/* The next definition of name (libc's), resolved on first use. */
-#define REAL(name)                                                         \
+/* The next definition of name (libc's), resolved on first use. A libc
+ * without it fails the call with ENOSYS instead of crashing. */
+#define REAL_OR(name, failed)                                              \
     static __typeof__(name) *real_##name;                                  \
-    if (__builtin_expect(!real_##name, 0))                                 \
-        real_##name = (__typeof__(name) *)dlsym(RTLD_NEXT, #name)
+    if (__builtin_expect(!real_##name, 0)) {                               \
+        real_##name = (__typeof__(name) *)dlsym(RTLD_NEXT, #name);         \
+        if (!real_##name) {                                                \
+            errno = ENOSYS;                                                \
+            return failed;                                                 \
+        }                                                                  \
+    }
+#define REAL(name) REAL_OR(name, -1)
+#define REAL_PTR(name) REAL_OR(name, NULL)
 
 /* Returns the segment and takes the re-entrancy guard, or NULL to forward. */
 static inline struct lks_header *enter(void) {
@@ -206,32 +214,32 @@ EXPORT int mkostemps(char *tmpl, int suffixlen, int flags) {
     return s
 
 EXPORT FILE *fopen(const char *path, const char *mode) {
-    REAL(fopen);
+    REAL_PTR(fopen);
     STREAM_BODY(FILE *, real_fopen(path, mode), fileno, LKS_KIND_FILE, path);
 }
 
 EXPORT FILE *fopen64(const char *path, const char *mode) {
-    REAL(fopen64);
+    REAL_PTR(fopen64);
     STREAM_BODY(FILE *, real_fopen64(path, mode), fileno, LKS_KIND_FILE, path);
 }
 
 EXPORT FILE *tmpfile(void) {
-    REAL(tmpfile);
+    REAL_PTR(tmpfile);
     STREAM_BODY(FILE *, real_tmpfile(), fileno, LKS_KIND_FILE, NULL);
 }
 
 EXPORT FILE *tmpfile64(void) {
-    REAL(tmpfile64);
+    REAL_PTR(tmpfile64);
     STREAM_BODY(FILE *, real_tmpfile64(), fileno, LKS_KIND_FILE, NULL);
 }
 
 EXPORT FILE *popen(const char *command, const char *type) {
-    REAL(popen);
+    REAL_PTR(popen);
     STREAM_BODY(FILE *, real_popen(command, type), fileno, LKS_KIND_PIPE, NULL);
 }
 
 EXPORT DIR *opendir(const char *path) {
-    REAL(opendir);
+    REAL_PTR(opendir);
     STREAM_BODY(DIR *, real_opendir(path), dirfd, LKS_KIND_DIR, path);
 }
 
@@ -252,18 +260,18 @@ EXPORT DIR *opendir(const char *path) {
     return s
 
 EXPORT FILE *freopen(const char *path, const char *mode, FILE *stream) {
-    REAL(freopen);
+    REAL_PTR(freopen);
     FREOPEN_BODY(real_freopen(path, mode, stream), path, stream);
 }
 
 EXPORT FILE *freopen64(const char *path, const char *mode, FILE *stream) {
-    REAL(freopen64);
+    REAL_PTR(freopen64);
     FREOPEN_BODY(real_freopen64(path, mode, stream), path, stream);
 }
 
 /* fdopen wraps an existing descriptor: nothing new, unless we never saw it. */
 EXPORT FILE *fdopen(int fd, const char *mode) {
-    REAL(fdopen);
+    REAL_PTR(fdopen);
     struct lks_header *h = enter();
     if (!h) return real_fdopen(fd, mode);
     FILE *s = real_fdopen(fd, mode);
@@ -566,7 +574,7 @@ EXPORT int close_range(unsigned int first, unsigned int last, int flags) {
 }
 
 EXPORT void closefrom(int lowfd) {
-    REAL(closefrom);
+    REAL_OR(closefrom, );
     struct lks_header *h = enter();
     if (!h) {
         real_closefrom(lowfd);
