@@ -77,6 +77,10 @@ static double oldest_open_age(struct lks_header *seg, uint32_t site, int subsys)
     return age < 0 ? 0 : age;
 }
 
+double fd_site_oldest_age(struct lks_header *seg, const struct lks_site *site) {
+    return oldest_open_age(seg, (uint32_t)(site - lks_site_table(seg)) + 1, 0);
+}
+
 /* Entries of /proc/PID/fd for a live process, or -1. */
 static long kernel_open_count(const struct lks_header *seg) {
     if (!lks_segment_process_alive(seg)) return -1;
@@ -166,7 +170,7 @@ void fd_report_json(FILE *out, struct lks_header *seg, struct lks_symbolizer *sy
                      "\"frames\":[",
                 (long long)s->fd_open, (unsigned long long)s->fd_opened,
                 (unsigned long long)s->fd_failed,
-                oldest_open_age(seg, (uint32_t)(s - lks_site_table(seg)) + 1, 0));
+                fd_site_oldest_age(seg, s));
         for (int f = 0; f < s->nframes; f++) {
             char buf[512];
             if (f) fputc(',', out);
@@ -214,7 +218,7 @@ void fd_report_text(FILE *out, struct lks_header *seg, struct lks_symbolizer *sy
     for (size_t i = 0; i < n && i < TEXT_SITES; i++) {
         struct lks_site *s = v[i];
         if (s->fd_open <= 0 && s->fd_failed == 0) continue;
-        double age = oldest_open_age(seg, (uint32_t)(s - lks_site_table(seg)) + 1, 0);
+        double age = fd_site_oldest_age(seg, s);
         fprintf(out, "  %lld open (%llu opened, %llu failed) in %s", (long long)s->fd_open,
                 (unsigned long long)s->fd_opened, (unsigned long long)s->fd_failed,
                 subsys_name(seg, s->subsys));

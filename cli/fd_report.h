@@ -15,4 +15,8 @@ void fd_report_json(FILE *out, struct lks_header *seg, struct lks_symbolizer *sy
  * holding the most open descriptors. */
 void fd_report_text(FILE *out, struct lks_header *seg, struct lks_symbolizer *sym);
 
+/* Age in seconds of the oldest descriptor a site still holds, at exit (or
+ * now, for a live process); -1 if none. */
+double fd_site_oldest_age(struct lks_header *seg, const struct lks_site *site);
+
 #endif

@@ -5,6 +5,7 @@
 #include "fd_report.h"
 #include "heap_report.h"
 #include "json.h"
+#include "verdict.h"
 
 /* Writes {"processes":[...]} for the session. */
 void summary_json(FILE *out, struct seg_list *l, int want_fd, int want_heap,
@@ -33,7 +34,12 @@ void summary_json(FILE *out, struct seg_list *l, int want_fd, int want_heap,
         fputc('}', out);
         lks_symbolizer_free(sym);
     }
-    fputs("\n]}\n", out);
+    fputs("\n]", out);
+    if (want_fd) {
+        fputs(",\"leaks\":", out);
+        verdict_json(out, l);
+    }
+    fputs("}\n", out);
 }
 
 void summary_text(FILE *out, struct seg_list *l, int want_fd, int want_heap) {
@@ -47,5 +53,6 @@ void summary_text(FILE *out, struct seg_list *l, int want_fd, int want_heap) {
         if (want_heap && (h->features & LKS_FEATURE_HEAP)) heap_report_text(out, h, sym);
         lks_symbolizer_free(sym);
     }
+    if (want_fd) verdict_text(out, l);
 }
 

@@ -82,3 +82,34 @@ const char *lks_symbolize_frame(struct lks_symbolizer *s, uint64_t addr, uint16_
         snprintf(buf, len, "%s [%s]", func, modname);
     return buf;
 }
+
+/* Libraries whose frames are plumbing, not the code that made the leak. */
+static int system_module(const char *path) {
+    static const char *const plumbing[] = {"libc.so", "ld-linux", "libpthread", "libunwind",
+                                           "libdl.so", "libleakscope-trace", "libfdtrack",
+                                           "libmemtrack"};
+    const char *b = base_name(path);
+    for (size_t i = 0; i < sizeof plumbing / sizeof plumbing[0]; i++)
+        if (strncmp(b, plumbing[i], strlen(plumbing[i])) == 0) return 1;
+    return 0;
+}
+
+const char *lks_symbolize_headline(struct lks_symbolizer *s, const struct lks_site *site,
+                                   char *buf, size_t len) {
+    uint32_t nmods = atomic_load(&s->seg->modules_used);
+    int n = site->nframes > LKS_MAX_FRAMES ? LKS_MAX_FRAMES : site->nframes;
+    /* Two passes: the program's own code first, then any library's. */
+    for (int own = 1; own >= 0; own--) {
+        for (int f = 0; f < n; f++) {
+            uint16_t m = site->frame_module[f];
+            if (m >= nmods || m >= LKS_MAX_MODULES) continue;
+            const char *path = lks_module_table(s->seg)[m].path;
+            if (own ? strcmp(path, s->seg->exe) != 0 : system_module(path)) continue;
+            if (!lks_symbolize_func(s, site->frames[f], m)) continue;
+            return lks_symbolize_frame(s, site->frames[f], m, buf, len);
+        }
+    }
+    if (n > 0) return lks_symbolize_frame(s, site->frames[0], site->frame_module[0], buf, len);
+    snprintf(buf, len, "(no stack)");
+    return buf;
+}

@@ -27,4 +27,11 @@ const char *lks_symbolize_frame(struct lks_symbolizer *s, uint64_t addr, uint16_
 /* Just the function name of a frame, or NULL. Valid until the next call. */
 const char *lks_symbolize_func(struct lks_symbolizer *s, uint64_t addr, uint16_t module);
 
+/* The frame a person should look at: the first one with a symbol in the
+ * program itself (e.g. "redis_pool_acquire (redis_pool.c:61) [crawler]"
+ * rather than libhiredis internals), else the first outside the C library,
+ * the loader and leakscope, else the first frame. Returns buf. */
+const char *lks_symbolize_headline(struct lks_symbolizer *s, const struct lks_site *site,
+                                   char *buf, size_t len);
+
 #endif

@@ -54,6 +54,7 @@ crawl none
 for sub in redis http https frontier; do
   check "clean crawl: no $sub descriptor left open" 0 "$(open_in "$sub")"
 done
+check "clean crawl: the verdict raises no leak" 0 "$(jq '.leaks | length' "$S")"
 check "clean crawl: every open site is startup plumbing (log, stdio)" 0 \
   "$(jq "[$FETCHER | .fd.sites[] | select(.open > 0 and .subsystem != \"log\")] | length" "$S")"
 
@@ -64,6 +65,8 @@ check_true "pool growth: redis descriptors held ($n) track the pool's created co
   test "$n" -ge 10 -a "$n" -ge $((created - 1)) -a "$n" -le "$created"
 check "pool growth: all of them from redis_pool_acquire" "$n" "$(site_open redis redis_pool_acquire)"
 check "pool growth: http is not blamed" 0 "$(open_in http)"
+check "pool growth: the verdict's first leak is redis at redis_pool_acquire" "redis redis_pool_acquire" \
+  "$(jq -r '.leaks[0] | "\(.subsystem) \(.site | split(" ")[0])"' "$S")"
 
 crawl frontier-fd
 n=$(open_in frontier)
@@ -71,6 +74,8 @@ check_true "frontier-fd: frontier files pile up ($n)" test "$n" -ge 100
 check "frontier-fd: all opened in frontier_read_batch" "$n" "$(site_open frontier frontier_read_batch)"
 check "frontier-fd: matches the crawler's own count" "$(jq .frontier_files_open "$TMP/frontier-fd.stats")" "$n"
 check "frontier-fd: redis is not blamed" 0 "$(open_in redis)"
+check "frontier-fd: the verdict's first leak is frontier at frontier_read_batch" "frontier frontier_read_batch" \
+  "$(jq -r '.leaks[0] | "\(.subsystem) \(.site | split(" ")[0])"' "$S")"
 
 # Seed 002: no connection cap under a low descriptor limit ends in EMFILE.
 WPORT=$(cat "$TMP/wide.port")

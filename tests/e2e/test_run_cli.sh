@@ -21,12 +21,16 @@ check "pool site is queue_pool_connect" 10 \
   "$(jq "[$P.sites[] | select(.frames[0] | contains(\"queue_pool_connect\"))] | .[0].open" "$S")"
 check "pipes all closed" "400 400" "$(jq -r "$P.by_subsystem.pipe | \"\\(.opened) \\(.closed)\"" "$S")"
 check_true "human summary names the call site" grep -q "frontier_append (leaky_fds.c" "$TMP/err"
+check "verdict: exactly the two injected leaks" "frontier:20:frontier_append,socket:10:queue_pool_connect" \
+  "$(jq -r '[.leaks[] | "\(.subsystem):\(.open):\(.site | split(" ")[0])"] | join(",")' "$S")"
+check_true "verdict line in the text" grep -q "LEAK 20 frontier descriptors in pid $pid (leaky_fds), opened at frontier_append" "$TMP/err"
 check "segments of exited processes removed" 0 "$(ls "$LEAKSCOPE_DIR" | wc -l)"
 
 # A clean run: nothing open but stdio, no failure, no site holding descriptors.
 lks run --fd --summary "$S" -- "$FDPROBE" clean >/dev/null 2>&1
 check "clean run: only stdio stays open" "stdio" \
   "$(jq -r '[.processes[] | select(.comm=="fdprobe") | .fd.by_subsystem | to_entries[] | select(.value.open > 0) | .key] | join(",")' "$S")"
+check "clean run: no leak in the verdict" 0 "$(jq '.leaks | length' "$S")"
 check "clean run: no call site holds a descriptor" 0 \
   "$(jq '[.processes[] | select(.comm=="fdprobe") | .fd.sites[] | select(.open > 0)] | length' "$S")"
 check "clean run: no failures" 0 "$(jq '[.processes[] | select(.comm=="fdprobe") | .fd.open_failed[]] | length' "$S")"
