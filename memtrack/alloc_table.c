@@ -20,7 +20,7 @@ static inline struct freed_rec *freed_of(struct stripe *s) {
 }
 static _Atomic uint64_t g_table_bytes;
 
-#define INITIAL_CAP 64
+#define INITIAL_CAP 16
 
 void stripe_lock(struct stripe *s) {
     for (int spins = 0;; spins++) {
@@ -37,7 +37,8 @@ void stripe_lock(struct stripe *s) {
 }
 
 static int grow(struct stripe *s) {
-    uint32_t ncap = s->cap ? s->cap * 2 : INITIAL_CAP;
+    uint32_t ncap = !s->cap ? INITIAL_CAP : (s->cap & (s->cap - 1)) == 0 ? s->cap / 2 * 3
+                                                                         : s->cap / 3 * 4;
     size_t bytes = (size_t)ncap * sizeof(struct alloc_rec);
     struct alloc_rec *ns = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
                                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -45,7 +46,7 @@ static int grow(struct stripe *s) {
     for (uint32_t i = 0; i < s->cap; i++) {
         if (!s->slots[i].ptr) continue;
         uint32_t j = slot_of(s->slots[i].ptr, ncap);
-        while (ns[j].ptr) j = (j + 1) & (ncap - 1);
+        while (ns[j].ptr) j = slot_next(j, ncap);
         ns[j] = s->slots[i];
     }
     if (s->slots) {
@@ -60,9 +61,8 @@ static int grow(struct stripe *s) {
 
 int stripe_insert(struct stripe *s, const struct alloc_rec *rec, struct alloc_rec *replaced) {
     if ((uint64_t)(s->count + 1) * 5 > (uint64_t)s->cap * 4 && grow(s) != 0) return -1;
-    uint32_t mask = s->cap - 1;
     uint32_t i = slot_of(rec->ptr, s->cap);
-    for (;; i = (i + 1) & mask) {
+    for (;; i = slot_next(i, s->cap)) {
         if (s->slots[i].ptr == rec->ptr) {
             *replaced = s->slots[i];
             s->slots[i] = *rec;
@@ -77,9 +77,9 @@ int stripe_insert(struct stripe *s, const struct alloc_rec *rec, struct alloc_re
 
 int stripe_remove(struct stripe *s, uintptr_t ptr, struct alloc_rec *out) {
     if (!s->cap) return 0;
-    uint32_t mask = s->cap - 1;
-    uint32_t i = slot_of(ptr, s->cap);
-    for (;; i = (i + 1) & mask) {
+    uint32_t cap = s->cap;
+    uint32_t i = slot_of(ptr, cap);
+    for (;; i = slot_next(i, cap)) {
         if (!s->slots[i].ptr) return 0;
         if (s->slots[i].ptr == ptr) break;
     }
@@ -87,9 +87,11 @@ int stripe_remove(struct stripe *s, uintptr_t ptr, struct alloc_rec *out) {
     /* Backward shift: pull later records of the cluster into the hole when
      * their home slot does not lie between the hole and them. */
     uint32_t hole = i;
-    for (uint32_t j = (i + 1) & mask; s->slots[j].ptr; j = (j + 1) & mask) {
-        uint32_t home = slot_of(s->slots[j].ptr, s->cap);
-        if (((j - home) & mask) >= ((j - hole) & mask)) {
+    for (uint32_t j = slot_next(i, cap); s->slots[j].ptr; j = slot_next(j, cap)) {
+        uint32_t home = slot_of(s->slots[j].ptr, cap);
+        uint32_t from_home = j >= home ? j - home : j + cap - home;
+        uint32_t from_hole = j >= hole ? j - hole : j + cap - hole;
+        if (from_home >= from_hole) {
             s->slots[hole] = s->slots[j];
             hole = j;
         }

@@ -4,8 +4,9 @@
  * Kept in the shim's private memory (anonymous mmap, so a forked child
  * inherits the parent's table as it was at fork), split into stripes by
  * pointer hash, each a small open-addressed table behind its own spinlock:
- * no global lock on the hot path. 24 bytes per record; a stripe grows at 80%
- * load, so metadata stays between 30 and 60 bytes per live allocation.
+ * no global lock on the hot path. 24 bytes per record; a stripe grows by 1.5
+ * or 4/3 at 80% load, so metadata stays between 30 and 45 bytes per live
+ * allocation.
  *
  * Each stripe also remembers its last few frees, so that a second free of the
  * same pointer is recognized as a double free instead of reaching libc.
@@ -65,22 +66,33 @@ struct stripe {
 extern struct stripe alloc_stripes[NSTRIPES];
 extern struct freed_rec alloc_freed[NSTRIPES][FREED_PER_STRIPE];
 
-/* Records keep the address order of their blocks within a 4 KiB page: the
- * stripe comes from a hash of the page, the slot from the block's offset in
- * the page (low 8 bits) over a hash of the page. Blocks allocated or freed
- * together usually sit together, and so do their records: fewer cache
- * misses than a uniform hash. */
+/* Where a block's record goes. The stripe is a hash of the block's 1 MiB
+ * region: threads allocate from their own arenas, hence mostly from their
+ * own stripes, and stripe locks and records do not bounce between cores.
+ * Within a stripe, the slot keeps the block's offset in its 4 KiB page
+ * (low 8 bits) over a hash of the page: blocks allocated or freed together
+ * have their records together. */
 static inline uint64_t page_hash(uintptr_t p) {
     uint64_t h = (uint64_t)(p >> 12) * 0x9E3779B97F4A7C15ull;
     return h ^ (h >> 29);
 }
 
-static inline uint32_t slot_of(uintptr_t p, uint32_t cap) {
-    return ((uint32_t)(p >> 4) ^ ((uint32_t)page_hash(p) << 8)) & (cap - 1);
+static inline uint64_t region_hash(uintptr_t p) {
+    return (uint64_t)(p >> 20) * 0x9E3779B97F4A7C15ull;
 }
 
+/* cap is 2^k or 3 * 2^k (>= 16), so that a stripe grows by 1.5 or 4/3 and
+ * stays above 53 % load: at most 45 bytes of records per live block. */
+static inline uint32_t slot_of(uintptr_t p, uint32_t cap) {
+    uint32_t base = (uint32_t)(((uint64_t)(uint32_t)page_hash(p) * cap) >> 32);
+    uint32_t slot = base + (uint32_t)((p >> 4) & 0xff);
+    return slot < cap ? slot : slot % cap;
+}
+
+static inline uint32_t slot_next(uint32_t i, uint32_t cap) { return i + 1 == cap ? 0 : i + 1; }
+
 static inline struct stripe *stripe_of(uintptr_t p) {
-    return &alloc_stripes[page_hash(p) >> (64 - STRIPE_BITS)];
+    return &alloc_stripes[region_hash(p) >> (64 - STRIPE_BITS)];
 }
 
 /* Starts loading the slot where ptr's record lives, so that work done
