@@ -32,6 +32,12 @@
 volatile sig_atomic_t fetcher_stop_requested;
 volatile sig_atomic_t fetcher_reopen_log;
 
+/* The functions that open HTTP sockets, allocate page buffers and handles,
+ * or leak them under --inject are global and never inlined, so that they
+ * appear by name in the call stacks leakscope records (the executable
+ * exports its symbols). */
+#define CALL_SITE __attribute__((noinline))
+
 #define LEASE_MS (3600 * 1000)  /* a claimed domain's score while it is fetched */
 #define CLAIM_BATCH 128          /* domains claimed per round trip */
 #define FRONTIER_BATCH 16384     /* bytes read from a frontier per domain turn */
@@ -77,6 +83,7 @@ struct fetcher {
     long claim_seq;
     int64_t next_claim_ms;   /* do not ask Redis for due domains before this */
     int paused;              /* backpressure: fetch:queue too long */
+    long redis_errors_seen;  /* store->errors when leases were last checked */
     struct transfer *in_flight;
     struct retained_page *retained; /* the "error context" of retain-pages; never freed */
 };
@@ -94,7 +101,7 @@ static double mono_s(void) {
 }
 
 /* CURLOPT_OPENSOCKETFUNCTION: count HTTP sockets and EMFILE failures. */
-static curl_socket_t fetch_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr) {
+CALL_SITE curl_socket_t fetch_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr) {
     struct crawl_stats *stats = clientp;
     (void)purpose;
     int fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
@@ -106,7 +113,7 @@ static curl_socket_t fetch_open_socket(void *clientp, curlsocktype purpose, stru
     return fd;
 }
 
-static int fetch_close_socket(void *clientp, curl_socket_t fd) {
+CALL_SITE int fetch_close_socket(void *clientp, curl_socket_t fd) {
     struct crawl_stats *stats = clientp;
     stats->http_sockets_open--;
     return close(fd);
@@ -118,7 +125,7 @@ static int is_html_type(const char *type) {
 }
 
 /* Make room for n more body bytes. */
-static int fetch_page_buffer_grow(struct transfer *t, size_t n) {
+CALL_SITE int fetch_page_buffer_grow(struct transfer *t, size_t n) {
     if (t->len + n <= t->cap) return 0;
     size_t cap = t->cap ? t->cap : 32768;
     while (cap < t->len + n) cap *= 2;
@@ -131,7 +138,7 @@ static int fetch_page_buffer_grow(struct transfer *t, size_t n) {
 
 /* CURLOPT_WRITEFUNCTION: keep the bodies worth parsing, count the rest,
  * and abort at --max-page-bytes. */
-static size_t fetch_write_body(char *data, size_t size, size_t nmemb, void *userp) {
+CALL_SITE size_t fetch_write_body(char *data, size_t size, size_t nmemb, void *userp) {
     struct transfer *t = userp;
     size_t n = size * nmemb;
     if (!t->body_decided) {
@@ -163,7 +170,7 @@ static size_t fetch_write_body(char *data, size_t size, size_t nmemb, void *user
 /* --inject retain-pages: the seed 000 bug. The page was pushed to
  * fetch:queue, but its buffer is also kept in an "error context" list that
  * nothing ever trims, so page buffers accumulate. */
-static void fetch_retain_page_context(struct fetcher *f, struct transfer *t) {
+CALL_SITE void fetch_retain_page_context(struct fetcher *f, struct transfer *t) {
     struct retained_page *p = malloc(sizeof(*p));
     if (!p) return;
     p->url = strdup(t->url);
@@ -189,7 +196,7 @@ static void transfer_free(struct transfer *t) {
     free(t);
 }
 
-static int fetch_start_transfer(struct fetcher *f, struct domain *d, const char *url, int hops, int is_robots,
+CALL_SITE int fetch_start_transfer(struct fetcher *f, struct domain *d, const char *url, int hops, int is_robots,
                                 uint64_t next_offset) {
     const struct crawler_config *cfg = f->cfg;
     struct transfer *t = calloc(1, sizeof(*t));
@@ -394,7 +401,7 @@ static void fetch_page_done(struct fetcher *f, struct transfer *t, CURLcode resu
 }
 
 /* A transfer ended: record it, then release (or, injected, leak) its handle. */
-static void fetch_transfer_done(struct fetcher *f, CURL *easy, CURLcode result) {
+CALL_SITE void fetch_transfer_done(struct fetcher *f, CURL *easy, CURLcode result) {
     struct transfer *t;
     long code = 0;
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&t);
@@ -446,6 +453,21 @@ static void fetch_backpressure(struct fetcher *f) {
     } else if (f->paused && len <= f->cfg->queue_high / 2) {
         f->paused = 0;
     }
+}
+
+/* Redis failed and recovered: a claim whose reply was lost left domains
+ * leased to no transfer. Give back every lease but those in flight. */
+static void fetch_recover_leases(struct fetcher *f) {
+    if (f->store->errors == f->redis_errors_seen) return;
+    f->redis_errors_seen = f->store->errors;
+    const char **keep = malloc(((size_t)f->stats->active_transfers + 1) * sizeof(char *));
+    if (!keep) return;
+    size_t n = 0;
+    for (struct transfer *t = f->in_flight; t; t = t->next) keep[n++] = t->domain->name;
+    int64_t now = wall_ms();
+    long given = store_recover_leases(f->store, now + LEASE_MS / 2, now, keep, n);
+    free(keep);
+    if (given > 0) log_msg("after a Redis failure: %ld leased domains given back", given);
 }
 
 /* Nothing in flight: is the crawl over? */
@@ -549,6 +571,7 @@ int fetcher_run(const struct crawler_config *cfg, struct store *store, struct cr
                 parsers_signal(SIGHUP);
             }
             if (!stopping) stats->parser_restarts += parsers_check(cfg);
+            fetch_recover_leases(&f);
             fetch_backpressure(&f);
             fetch_update_stats(&f, start);
             metrics_publish(stats);

@@ -213,7 +213,7 @@ int main(int argc, char **argv) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-        long recovered = store_recover_leases(&store, now + 600 * 1000, now);
+        long recovered = store_recover_leases(&store, now + 600 * 1000, now, NULL, 0);
         log_msg("resuming: %ld domains given back from the previous run", recovered);
     } else {
         if (store_reset(&store) != 0) {

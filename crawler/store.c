@@ -54,8 +54,13 @@ static const char *script_text[SCRIPT_COUNT] = {
         "return 1\n",
     [SCRIPT_RECOVER] =
         "local d = redis.call('ZRANGEBYSCORE', 'domains:schedule', '(' .. ARGV[1], '+inf')\n"
-        "for _, dom in ipairs(d) do redis.call('ZADD', 'domains:schedule', ARGV[2], dom) end\n"
-        "return #d\n",
+        "local keep = {}\n"
+        "for i = 3, #ARGV do keep[ARGV[i]] = true end\n"
+        "local n = 0\n"
+        "for _, dom in ipairs(d) do\n"
+        "  if not keep[dom] then redis.call('ZADD', 'domains:schedule', ARGV[2], dom); n = n + 1 end\n"
+        "end\n"
+        "return n\n",
     [SCRIPT_PENDING] =
         "local p = 0\n"
         "for i = 0, tonumber(ARGV[1]) - 1 do p = p + redis.call('LLEN', 'fetch:processing:' .. i) end\n"
@@ -273,12 +278,17 @@ int store_discover(struct store *s, const char *domain, uint64_t end, int64_t no
     return 0;
 }
 
-long store_recover_leases(struct store *s, int64_t threshold_ms, int64_t now_ms) {
+long store_recover_leases(struct store *s, int64_t threshold_ms, int64_t now_ms, const char **keep, size_t nkeep) {
     char threshold[24], now[24];
     snprintf(threshold, sizeof(threshold), "%lld", (long long)threshold_ms);
     snprintf(now, sizeof(now), "%lld", (long long)now_ms);
-    const char *args[] = {threshold, now};
-    redisReply *r = store_eval(s, SCRIPT_RECOVER, 2, args, NULL);
+    const char **args = malloc((nkeep + 2) * sizeof(char *));
+    if (!args) return -1;
+    args[0] = threshold;
+    args[1] = now;
+    for (size_t i = 0; i < nkeep; i++) args[i + 2] = keep[i];
+    redisReply *r = store_eval(s, SCRIPT_RECOVER, (int)nkeep + 2, args, NULL);
+    free(args);
     if (!r) return -1;
     long n = r->type == REDIS_REPLY_INTEGER ? (long)r->integer : 0;
     freeReplyObject(r);

@@ -66,8 +66,10 @@ int store_complete(struct store *s, const char *domain, uint64_t offset, int64_t
 int store_discover(struct store *s, const char *domain, uint64_t end, int64_t now_ms, const char **urls,
                    size_t count);
 
-/* Give back leases held by a previous fetcher (scores beyond threshold_ms). */
-long store_recover_leases(struct store *s, int64_t threshold_ms, int64_t now_ms);
+/* Give back leases (scores beyond threshold_ms) except those of the keep
+ * domains: after a restart, those of the previous fetcher; after a Redis
+ * failure, those whose claim's reply was lost (keep: domains in flight). */
+long store_recover_leases(struct store *s, int64_t threshold_ms, int64_t now_ms, const char **keep, size_t nkeep);
 
 /* Pending work: scheduled domains, queued pages, pages being parsed by
  * parsers 0..parsers-1. Returns 0 or -1. */

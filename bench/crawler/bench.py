@@ -108,7 +108,7 @@ def main():
                 allpids = ",".join(str(p) for plist in pids.values() for p in plist)
                 perf = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-o", os.path.join(tmp, "perf.data"),
                                          "-p", allpids, "--", "sleep", "10"],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                        stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "perf.err"), "w"))
             time.sleep(0.2)
         wall = time.time() - start
         if perf:
@@ -137,9 +137,12 @@ def main():
             fetched, elapsed, fetched / elapsed, result["mb_fetched_per_s"], stats["errors"], wall))
         if perf:
             report = subprocess.run(["perf", "report", "-i", os.path.join(tmp, "perf.data"), "--no-children",
-                                     "--sort", "comm,dso", "--stdio", "-g", "none", "--percent-limit", "1.5"],
+                                     "--sort", "pid,dso", "--stdio", "-g", "none", "--percent-limit", "1.5"],
                                     capture_output=True, text=True).stdout
-            print("\nperf profile, share of all samples by process and library:")
+            if not report.strip():
+                print(open(os.path.join(tmp, "perf.err")).read())
+            roles = ", ".join("%d=%s" % (pid, role) for pid, (role, _, _) in sorted(last.items()))
+            print("\nperf profile, share of all samples by process and library (%s):" % roles)
             print("\n".join(l for l in report.splitlines() if l.strip() and not l.startswith("#")))
         if args.json:
             with open(args.json, "w") as f:

@@ -28,6 +28,7 @@ cleanup() {
     exit $rc
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
@@ -142,7 +143,8 @@ crawl)
     check_full_crawl 0.05
     check_clean_counts
     [ "$(stat errors)" -gt 0 ] && [ "$(stat redirects)" -gt 0 ] && [ "$(stat robots_disallowed)" -gt 0 ] &&
-        [ "$(stat too_large)" -gt 0 ] || fail "the web's errors, redirects, disallows and huge pages were not all met"
+        [ "$(stat too_large)" -gt 0 ] && [ "$(stat not_html)" -gt 0 ] ||
+        fail "the web's errors, redirects, disallows, huge and binary pages were not all met"
     ;;
 max-pages)
     start_redis
