@@ -26,29 +26,30 @@ static int64_t wall_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Append one domain's new URLs and record them. */
-static int discover_domain(struct store *s, const char *data_dir, struct found *f, size_t n) {
+/* Append one domain's new URLs (f[0..n-1]) to its frontier file and
+ * describe them in *d (d->urls is malloc'ed). Returns 0 or -1. */
+static int discover_append(struct store *s, const char *data_dir, struct found *f, size_t n, struct discovered *d) {
     size_t cap = 0;
     for (size_t i = 0; i < n; i++) cap += strlen(f[i].url) + 16;
     char *lines = malloc(cap);
-    const char **urls = malloc(n * sizeof(char *));
+    d->urls = malloc(n * sizeof(char *));
+    d->domain = f[0].domain;
+    d->count = n;
     int rc = -1;
-    if (!lines || !urls) goto out;
+    if (!lines || !d->urls) goto out;
     size_t len = 0;
     for (size_t i = 0; i < n; i++) {
         if (f[i].hops > 0) len += (size_t)sprintf(lines + len, "%s\t%d\n", f[i].url, f[i].hops);
         else len += (size_t)sprintf(lines + len, "%s\n", f[i].url);
-        urls[i] = f[i].url;
+        d->urls[i] = f[i].url;
     }
-    uint64_t end;
-    if (frontier_append(data_dir, f[0].domain, lines, len, &end) != 0) {
+    if (frontier_append(data_dir, f[0].domain, lines, len, &d->end) != 0) {
         snprintf(s->last_error, sizeof(s->last_error), "frontier append for %.160s: %m", f[0].domain);
         goto out;
     }
-    rc = store_discover(s, f[0].domain, end, wall_ms(), urls, n);
+    rc = 0;
 out:
     free(lines);
-    free(urls);
     return rc;
 }
 
@@ -85,17 +86,24 @@ long discover_urls(struct store *s, const char *data_dir, char **urls, const int
         if (r->element[i]->integer == 0) f[fresh++] = f[i];
     if (r) freeReplyObject(r);
 
-    added = 0;
-    for (size_t start = 0; start < fresh;) {
+    /* Append each domain's URLs, then record every appended domain in one
+     * round trip; a failed append leaves its URLs unseen for a retry. */
+    struct discovered *d = calloc(fresh ? fresh : 1, sizeof(*d));
+    size_t nd = 0;
+    int append_failed = 0;
+    for (size_t start = 0; d && start < fresh;) {
         size_t end = start + 1;
         while (end < fresh && strcmp(f[end].domain, f[start].domain) == 0) end++;
-        if (discover_domain(s, data_dir, f + start, end - start) != 0) {
-            added = -1;
-            break;
+        if (discover_append(s, data_dir, f + start, end - start, &d[nd]) == 0) nd++;
+        else {
+            free(d[nd].urls);
+            append_failed = 1;
         }
-        added += (long)(end - start);
         start = end;
     }
+    if (d && (nd == 0 || store_discover(s, wall_ms(), d, nd) == 0) && !append_failed) added = (long)fresh;
+    for (size_t i = 0; d && i < nd; i++) free(d[i].urls);
+    free(d);
 out:
     free(f);
     return added;

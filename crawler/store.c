@@ -45,12 +45,17 @@ static const char *script_text[SCRIPT_COUNT] = {
         "else redis.call('ZREM', 'domains:schedule', ARGV[1]) end\n"
         "return 1\n",
     [SCRIPT_DISCOVER] =
-        "local key = 'domain:' .. ARGV[1]\n"
-        "for i = 4, #ARGV do redis.call('SADD', 'seen:urls', ARGV[i]) end\n"
-        "local size = tonumber(redis.call('HGET', key, 'frontier_size') or '0')\n"
-        "if tonumber(ARGV[2]) > size then redis.call('HSET', key, 'frontier_size', ARGV[2]) end\n"
-        "local due = math.max(tonumber(ARGV[3]), tonumber(redis.call('HGET', key, 'next_fetch') or '0'))\n"
-        "redis.call('ZADD', 'domains:schedule', 'NX', due, ARGV[1])\n"
+        "local i = 2\n"
+        "while i <= #ARGV do\n"
+        "  local dom, n = ARGV[i], tonumber(ARGV[i + 2])\n"
+        "  local key = 'domain:' .. dom\n"
+        "  if n > 0 then redis.call('SADD', 'seen:urls', unpack(ARGV, i + 3, i + 2 + n)) end\n"
+        "  local size = tonumber(redis.call('HGET', key, 'frontier_size') or '0')\n"
+        "  if tonumber(ARGV[i + 1]) > size then redis.call('HSET', key, 'frontier_size', ARGV[i + 1]) end\n"
+        "  local due = math.max(tonumber(ARGV[1]), tonumber(redis.call('HGET', key, 'next_fetch') or '0'))\n"
+        "  redis.call('ZADD', 'domains:schedule', 'NX', due, dom)\n"
+        "  i = i + 3 + n\n"
+        "end\n"
         "return 1\n",
     [SCRIPT_RECOVER] =
         "local d = redis.call('ZRANGEBYSCORE', 'domains:schedule', '(' .. ARGV[1], '+inf')\n"
@@ -260,22 +265,33 @@ int store_complete(struct store *s, const char *domain, uint64_t offset, int64_t
     return 0;
 }
 
-int store_discover(struct store *s, const char *domain, uint64_t end, int64_t now_ms, const char **urls,
-                   size_t count) {
-    char endbuf[24], now[24];
-    snprintf(endbuf, sizeof(endbuf), "%llu", (unsigned long long)end);
-    snprintf(now, sizeof(now), "%lld", (long long)now_ms);
-    const char **args = malloc((count + 3) * sizeof(char *));
-    if (!args) return -1;
-    args[0] = domain;
-    args[1] = endbuf;
-    args[2] = now;
-    for (size_t i = 0; i < count; i++) args[i + 3] = urls[i];
-    redisReply *r = store_eval(s, SCRIPT_DISCOVER, (int)count + 3, args, NULL);
+int store_discover(struct store *s, int64_t now_ms, const struct discovered *d, size_t n) {
+    size_t argc = 1;
+    for (size_t i = 0; i < n; i++) argc += 3 + d[i].count;
+    const char **args = malloc(argc * sizeof(char *));
+    char (*numbers)[24] = malloc((2 * n + 1) * sizeof(*numbers));
+    int rc = -1;
+    if (!args || !numbers) goto out;
+    snprintf(numbers[0], sizeof(numbers[0]), "%lld", (long long)now_ms);
+    args[0] = numbers[0];
+    size_t k = 1;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(numbers[2 * i + 1], sizeof(numbers[0]), "%llu", (unsigned long long)d[i].end);
+        snprintf(numbers[2 * i + 2], sizeof(numbers[0]), "%zu", d[i].count);
+        args[k++] = d[i].domain;
+        args[k++] = numbers[2 * i + 1];
+        args[k++] = numbers[2 * i + 2];
+        for (size_t u = 0; u < d[i].count; u++) args[k++] = d[i].urls[u];
+    }
+    redisReply *r = store_eval(s, SCRIPT_DISCOVER, (int)argc, args, NULL);
+    if (r) {
+        freeReplyObject(r);
+        rc = 0;
+    }
+out:
     free(args);
-    if (!r) return -1;
-    freeReplyObject(r);
-    return 0;
+    free(numbers);
+    return rc;
 }
 
 long store_recover_leases(struct store *s, int64_t threshold_ms, int64_t now_ms, const char **keep, size_t nkeep) {

@@ -60,11 +60,19 @@ int store_claim_url(struct store *s, const char *domain, const char *url, const 
 int store_complete(struct store *s, const char *domain, uint64_t offset, int64_t when_ms, const char *page,
                    size_t page_len);
 
-/* Record that frontier bytes up to end exist for domain and that urls are
- * seen; schedule the domain (at its next_fetch, now at the earliest) unless
- * it is scheduled or leased. */
-int store_discover(struct store *s, const char *domain, uint64_t end, int64_t now_ms, const char **urls,
-                   size_t count);
+/* New URLs of one domain, already appended to its frontier file, which
+ * now holds bytes up to end. */
+struct discovered {
+    const char *domain;
+    uint64_t end;
+    const char **urls;
+    size_t count;
+};
+
+/* Record n domains' discoveries in one round trip: mark the URLs seen,
+ * raise frontier_size to end, and schedule each domain (at its next_fetch,
+ * now at the earliest) unless it is scheduled or leased. Returns 0 or -1. */
+int store_discover(struct store *s, int64_t now_ms, const struct discovered *d, size_t n);
 
 /* Give back leases (scores beyond threshold_ms) except those of the keep
  * domains: after a restart, those of the previous fetcher; after a Redis

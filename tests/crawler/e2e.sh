@@ -280,7 +280,10 @@ operations)
         echo "$metrics" | grep -q "^$m " || fail "metric $m missing"
     done
     [ "$(echo "$metrics" | awk '/^crawler_pages_fetched_total /{print $2}')" -gt 0 ] || fail "no pages in /metrics"
-    ss -ltn "sport = :$MPORT" | grep -q "127.0.0.1:$MPORT" || fail "metrics not bound to 127.0.0.1"
+    # Listening sockets in /proc/net/tcp: state 0A, local address 0100007F (127.0.0.1).
+    hexport=$(printf '%04X' "$MPORT")
+    listen=$(awk -v p=":$hexport" '$4 == "0A" && substr($2, 9) == p { print $2 }' /proc/net/tcp /proc/net/tcp6)
+    [ "$listen" = "0100007F:$hexport" ] || fail "metrics listen on '$listen', not 127.0.0.1 only"
     mv "$T/crawl.log" "$T/crawl.log.1"
     kill -HUP "$CRAWLER_PID"
     wait_crawler 60
