@@ -490,6 +490,7 @@ static void fetch_update_stats(struct fetcher *f, double start) {
     st->redis_errors = f->store->errors;
     st->fds_open = stats_count_fds();
     st->rss_kb = stats_rss_kb();
+    st->heap_live_bytes = stats_heap_live_bytes();
 }
 
 static int fetch_setup(struct fetcher *f) {

@@ -3,6 +3,7 @@
 #include "stats.h"
 
 #include <dirent.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -46,6 +47,7 @@ static const struct stat_field fields[] = {
     F(parser_restarts, 0, "Parser processes restarted"),
     F(fds_open, 1, "Descriptors open in the fetcher"),
     F(rss_kb, 1, "Resident set size of the fetcher in KiB"),
+    F(heap_live_bytes, 1, "Live malloc heap of the fetcher in bytes"),
     F(backpressure_pauses, 0, "Times fetching paused for a long fetch:queue"),
     F(pool.created, 0, "Redis pool connections created"),
     F(pool.closed, 0, "Redis pool connections closed"),
@@ -85,6 +87,11 @@ long stats_rss_kb(void) {
     return n == 2 ? pages_resident * (sysconf(_SC_PAGESIZE) / 1024) : -1;
 }
 
+long stats_heap_live_bytes(void) {
+    struct mallinfo2 mi = mallinfo2();
+    return (long)(mi.uordblks + mi.hblkhd);
+}
+
 int stats_write_json(const char *path, const struct crawl_stats *s) {
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -104,11 +111,11 @@ int stats_write_json(const char *path, const struct crawl_stats *s) {
 void stats_status_line(const struct crawl_stats *s, double rate, char *buf, size_t len) {
     snprintf(buf, len,
              "status: %.0fs fetched=%ld parsed=%ld %.1f pages/s errors=%ld active=%ld fetch_queue=%ld "
-             "pool created=%ld in_use=%ld idle=%ld fds=%ld rss_kb=%ld http_sockets=%ld easy_alive=%ld "
+             "pool created=%ld in_use=%ld idle=%ld fds=%ld rss_kb=%ld heap=%ld http_sockets=%ld easy_alive=%ld "
              "retained_bytes=%ld frontier_open=%ld",
              s->elapsed_s, s->pages_fetched, s->pages_parsed, rate, s->errors, s->active_transfers,
              s->fetch_queue_length, s->pool.created, s->pool.in_use, s->pool.idle, s->fds_open,
-             s->rss_kb, s->http_sockets_open, s->curl_easy_alive, s->retained_page_bytes, s->frontier_files_open);
+             s->rss_kb, s->heap_live_bytes, s->http_sockets_open, s->curl_easy_alive, s->retained_page_bytes, s->frontier_files_open);
 }
 
 size_t stats_prometheus(const struct crawl_stats *s, char *buf, size_t len) {

@@ -41,6 +41,7 @@ struct crawl_stats {
     long parser_restarts;
     long fds_open;           /* entries in /proc/self/fd */
     long rss_kb;             /* resident set size */
+    long heap_live_bytes;    /* bytes allocated by malloc and not freed (glibc mallinfo2) */
     long backpressure_pauses;
     struct redis_pool_counts pool;
 };
@@ -50,6 +51,9 @@ long stats_count_fds(void);
 
 /* The process's resident set size in KiB, -1 when unknown. */
 long stats_rss_kb(void);
+
+/* Bytes malloc has handed out and not had back: the live heap. */
+long stats_heap_live_bytes(void);
 
 int stats_write_json(const char *path, const struct crawl_stats *s);
 

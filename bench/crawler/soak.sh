@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A long clean crawl (no --inject) of a large synthetic web, sampling the
-# descriptors and RSS of the fetcher and of each parser every 10 s: with no
-# leak injected, both must stay flat after warm-up.
+# descriptors and RSS of the fetcher and of each parser, and the fetcher's
+# live heap, every 10 s: with no leak injected, all stay flat after warm-up.
 #
 #   bench/crawler/soak.sh [SECONDS] [OUT.csv]     (default 600 s, soak.csv)
 set -euo pipefail
@@ -29,7 +29,7 @@ CRAWLER=$!
 PIDS+=("$CRAWLER")
 fds() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
 rss() { awk '/VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-echo "t_s,pages_fetched,fetcher_fds,fetcher_rss_kb,parser0_fds,parser0_rss_kb,parser1_fds,parser1_rss_kb,redis_pool_created,http_sockets,curl_easy_alive" >"$OUT"
+echo "t_s,pages_fetched,fetcher_fds,fetcher_rss_kb,fetcher_heap_live_bytes,parser0_fds,parser0_rss_kb,parser1_fds,parser1_rss_kb,redis_pool_created,http_sockets,curl_easy_alive" >"$OUT"
 start=$(date +%s)
 while kill -0 "$CRAWLER" 2>/dev/null; do
     sleep 10
@@ -37,7 +37,7 @@ while kill -0 "$CRAWLER" 2>/dev/null; do
     read -r p0 p1 < <(pgrep -P "$CRAWLER" | sort -n | tr "\n" " ") || true
     line=$(grep "status:" "$T/crawl.log" | tail -n 1) || true
     get() { echo "$line" | grep -o " $1=[0-9]*" | cut -d= -f2 || true; }
-    echo "$(($(date +%s) - start)),$(get fetched),$(fds "$CRAWLER"),$(rss "$CRAWLER"),$(fds "$p0"),$(rss "$p0"),$(fds "$p1"),$(rss "$p1"),$(get created),$(get http_sockets),$(get easy_alive)" >>"$OUT"
+    echo "$(($(date +%s) - start)),$(get fetched),$(fds "$CRAWLER"),$(rss "$CRAWLER"),$(get heap),$(fds "$p0"),$(rss "$p0"),$(fds "$p1"),$(rss "$p1"),$(get created),$(get http_sockets),$(get easy_alive)" >>"$OUT"
 done
 wait "$CRAWLER"
 cat "$T/stats.json"

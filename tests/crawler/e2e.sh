@@ -219,6 +219,7 @@ inject-none)
 inject-retain-pages)
     run_inject retain-pages
     check_growth retained_bytes 5000000
+    check_growth heap 5000000
     [ "$(stat retained_pages)" -ge $(($(stat pages_queued) * 8 / 10)) ] || fail "retained_pages=$(stat retained_pages)"
     ;;
 inject-redis-pool-growth)
