@@ -203,6 +203,9 @@ LKS_EXPORT void free(void *p) {
         libc_next.free(p);
         return;
     }
+    /* libc's free will read the chunk header in front of p: start loading
+     * it now, so that its cache miss overlaps ours on the table. */
+    __builtin_prefetch((char *)p - 16, 1);
     lks_in_hook++;
     int forward = track_free(p, ra);
     lks_in_hook--;

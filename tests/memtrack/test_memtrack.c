@@ -97,6 +97,44 @@ Test(memtrack, both_shims_count_once) {
     mt_run_free(&r);
 }
 
+/* The summary of `leakscope run --heap` holds the same truth. */
+Test(memtrack, run_summary_to_the_byte) {
+    struct mt_run dir = mt_run_cmd((const char *[]){"true", NULL}, 0);
+    char rules[300], segs[300], summary[300];
+    snprintf(rules, sizeof rules, "%s/rules", dir.dir);
+    snprintf(segs, sizeof segs, "%s/cli-segs", dir.dir);
+    snprintf(summary, sizeof summary, "%s/summary.json", dir.dir);
+    struct mt_run r = mt_run_in(&dir, (const char *[]){MT_LEAKSCOPE, "run", "--heap", "--quiet",
+                                                        "--rules", rules, "--dir", segs,
+                                                        "--summary", summary, "--",
+                                                        MT_HEAPPROBE, "leak", NULL});
+    cr_assert_eq(r.status, 0, "leakscope run: %s", r.err);
+    FILE *f = fopen(summary, "r");
+    cr_assert(f, "no summary");
+    char json[1 << 16];
+    size_t n = fread(json, 1, sizeof json - 1, f);
+    json[n] = 0;
+    fclose(f);
+    const char *names[] = {"frontier", "testlib"};
+    for (int i = 0; i < 2; i++) {
+        char key[64], want[200];
+        snprintf(key, sizeof key, "\n%s ", names[i]);
+        const char *line = strstr(r.out, key + 1);
+        cr_assert(line, "no truth for %s: %s", names[i], r.out);
+        long long lb, la, ac, fr, ab;
+        cr_assert_eq(sscanf(line + strlen(key + 1), "%lld %lld %lld %lld %lld", &lb, &la, &ac, &fr,
+                            &ab), 5);
+        snprintf(want, sizeof want,
+                 "\"%s\":{\"live_bytes\":%lld,\"live_allocs\":%lld,\"alloc_bytes\":%lld,"
+                 "\"allocs\":%lld,\"frees\":%lld",
+                 names[i], lb, la, ab, ac, fr);
+        cr_expect(strstr(json, want), "summary lacks %s", want);
+    }
+    cr_expect(strstr(json, "\"sites\":[{\"subsystem\":"), "no sites in the summary");
+    mt_run_free(&r);
+    mt_run_free(&dir);
+}
+
 Test(memtrack, sixteen_thread_storm) {
     struct mt_run r = mt_run_probe("storm", NULL);
     cr_assert_eq(r.status, 0, "heapprobe storm exited %d; stderr: %s", r.status, r.err);
