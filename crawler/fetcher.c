@@ -470,12 +470,15 @@ static void fetch_recover_leases(struct fetcher *f) {
     if (given > 0) log_msg("after a Redis failure: %ld leased domains given back", given);
 }
 
-/* Nothing in flight: is the crawl over? */
+/* Sample the crawl's queues (for the counters) and tell whether it is
+ * over: nothing in flight, nothing queued or being parsed, and nothing
+ * scheduled (or --max-pages reached). */
 static int fetch_finished(struct fetcher *f) {
     long scheduled, queued, processing;
-    if (f->stats->active_transfers > 0) return 0;
     if (store_pending(f->store, f->cfg->parsers, &scheduled, &queued, &processing) != 0) return 0;
     f->stats->scheduled_domains = scheduled;
+    f->stats->pages_processing = processing;
+    if (f->stats->active_transfers > 0) return 0;
     int limit_reached = f->cfg->max_pages && f->pages_started >= f->cfg->max_pages;
     return queued == 0 && processing == 0 && (scheduled == 0 || limit_reached);
 }
@@ -574,10 +577,11 @@ int fetcher_run(const struct crawler_config *cfg, struct store *store, struct cr
             if (!stopping) stats->parser_restarts += parsers_check(cfg);
             fetch_recover_leases(&f);
             fetch_backpressure(&f);
+            int over = fetch_finished(&f);
             fetch_update_stats(&f, start);
             metrics_publish(stats);
             if (stopping && stats->active_transfers == 0) break;
-            if (!stopping && fetch_finished(&f)) {
+            if (!stopping && over) {
                 log_msg("nothing left to crawl");
                 finished = 1;
             }

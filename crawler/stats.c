@@ -34,6 +34,8 @@ static const struct stat_field fields[] = {
     F(bytes_fetched, 0, "Body bytes received"),
     F(active_transfers, 1, "Transfers in flight"),
     F(fetch_queue_length, 1, "Length of fetch:queue"),
+    F(scheduled_domains, 1, "Domains with URLs left to fetch"),
+    F(pages_processing, 1, "Pages the parsers are working on"),
     F(curl_easy_alive, 1, "libcurl easy handles not cleaned up"),
     F(http_sockets_open, 1, "HTTP sockets open"),
     F(http_sockets_peak, 1, "Most HTTP sockets open at once"),

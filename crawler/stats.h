@@ -27,7 +27,8 @@ struct crawl_stats {
     long bytes_fetched;
     long active_transfers;
     long fetch_queue_length;
-    long scheduled_domains;
+    long scheduled_domains;  /* domains with URLs left (ZCARD domains:schedule) */
+    long pages_processing;   /* pages the parsers are working on */
     long curl_easy_alive;    /* easy handles created and not cleaned up */
     long http_sockets_open;
     long http_sockets_peak;

@@ -280,7 +280,8 @@ operations)
     sleep 2
     metrics=$(curl -sf "http://127.0.0.1:$MPORT/metrics") || fail "no /metrics"
     for m in crawler_pages_fetched_total crawler_redis_pool_created_total crawler_redis_pool_in_use \
-        crawler_redis_pool_idle crawler_fetch_queue_length crawler_curl_easy_alive crawler_fds_open; do
+        crawler_redis_pool_idle crawler_fetch_queue_length crawler_scheduled_domains crawler_curl_easy_alive \
+        crawler_fds_open crawler_heap_live_bytes; do
         echo "$metrics" | grep -q "^$m " || fail "metric $m missing"
     done
     [ "$(echo "$metrics" | awk '/^crawler_pages_fetched_total /{print $2}')" -gt 0 ] || fail "no pages in /metrics"
