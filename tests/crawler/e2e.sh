@@ -225,7 +225,7 @@ inject-retain-pages)
     ;;
 inject-redis-pool-growth)
     run_inject redis-pool-growth
-    check_growth created 20
+    check_growth created 12
     [ "$(stat redis_pool_in_use)" -le 30 ] && [ "$(stat redis_pool_idle)" -le 2 ] ||
         fail "in_use/idle should stay small while created climbs"
     series=$(status_series in_use)
@@ -239,7 +239,7 @@ inject-frontier-fd)
     ;;
 inject-curl-handle)
     run_inject curl-handle
-    check_growth easy_alive 20
+    check_growth easy_alive 10
     # Failed transfers: pages (errors) and robots.txt answers of 404.
     [ "$(stat curl_easy_alive)" -le $(($(stat errors) + $(stat robots_fetched))) ] ||
         fail "more handles alive than failed transfers"
