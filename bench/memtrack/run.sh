@@ -26,22 +26,22 @@ workload() {
     esac
 }
 
-# Prints the wall time of one run of workload $2 under tool $1.
+# Prints "wall cpu" seconds of one run of workload $2 under tool $1 (cpu =
+# user + system of the whole process tree: heaptrack's recorder included).
 run_one() {
     cmd=$(workload "$2")
-    start=$(date +%s.%N)
+    t="/usr/bin/time -o $tmp/t -f %e_%U_%S"
     case "$1" in
-    plain) PYTHONMALLOC=malloc $cmd >/dev/null ;;
+    plain) PYTHONMALLOC=malloc $t $cmd >/dev/null ;;
     memtrack) LEAKSCOPE_DIR=$tmp/segs PYTHONMALLOC=malloc \
-        LD_PRELOAD=$build/lib/libmemtrack.so $cmd >/dev/null ;;
-    heaptrack) PYTHONMALLOC=malloc heaptrack -o "$tmp/ht" $cmd >/dev/null 2>&1 ;;
-    massif) PYTHONMALLOC=malloc valgrind -q --tool=massif --massif-out-file=/dev/null \
+        $t env LD_PRELOAD=$build/lib/libmemtrack.so $cmd >/dev/null ;;
+    heaptrack) PYTHONMALLOC=malloc $t heaptrack -o "$tmp/ht" $cmd >/dev/null 2>&1 ;;
+    massif) PYTHONMALLOC=malloc $t valgrind -q --tool=massif --massif-out-file=/dev/null \
         $cmd >/dev/null ;;
-    memcheck) PYTHONMALLOC=malloc valgrind -q --tool=memcheck $cmd >/dev/null 2>&1 ;;
+    memcheck) PYTHONMALLOC=malloc $t valgrind -q --tool=memcheck $cmd >/dev/null 2>&1 ;;
     esac
-    end=$(date +%s.%N)
     rm -rf "$tmp/segs" "$tmp"/ht*
-    echo "$end - $start" | bc
+    tail -1 "$tmp/t" | awk -F_ '{ printf "%s %.2f\n", $1, $2 + $3 }'
 }
 
 tools="plain memtrack heaptrack massif memcheck"
@@ -61,22 +61,24 @@ done
 
 python3 - "$tmp/times" "$tmp/s.json" "$reps" <<'PY'
 import json, statistics, sys
-times = {}
+times, cpu = {}, {}
 for line in open(sys.argv[1]):
-    w, t, s = line.split()
+    w, t, s, c = line.split()
     times.setdefault((w, t), []).append(float(s))
+    cpu.setdefault((w, t), []).append(float(c))
 tools = ["plain", "memtrack", "heaptrack", "massif", "memcheck"]
 names = {"a": "(a) 1 thread", "b": "(b) 2 threads", "c": "(c) python3 JSON"}
-print("median of %s runs, seconds (ratio to plain)" % sys.argv[3])
-print("| workload | " + " | ".join(tools) + " |")
-print("|---" * (len(tools) + 1) + "|")
-for w in "abc":
-    base = statistics.median(times[(w, "plain")])
-    cells = []
-    for t in tools:
-        m = statistics.median(times[(w, t)])
-        cells.append("%.2f s" % m if t == "plain" else "%.2f s (%.2fx)" % (m, m / base))
-    print("| %s | %s |" % (names[w], " | ".join(cells)))
+for title, data in (("wall time", times), ("CPU time (user + system)", cpu)):
+    print("\n%s, median of %s runs, seconds (ratio to plain)\n" % (title, sys.argv[3]))
+    print("| workload | " + " | ".join(tools) + " |")
+    print("|---" * (len(tools) + 1) + "|")
+    for w in "abc":
+        base = statistics.median(data[(w, "plain")])
+        cells = []
+        for t in tools:
+            m = statistics.median(data[(w, t)])
+            cells.append("%.2f s" % m if t == "plain" else "%.2f s (%.2fx)" % (m, m / base))
+        print("| %s | %s |" % (names[w], " | ".join(cells)))
 heap = json.load(open(sys.argv[2]))["processes"][0]["heap"]
 print("\nmemtrack metadata at the peak of (a): %d bytes for 100000 live blocks = %.1f bytes each"
       % (heap["metadata_bytes"], heap["metadata_bytes"] / 100000))
