@@ -247,6 +247,14 @@ CALL_SITE int fetch_start_transfer(struct fetcher *f, struct domain *d, const ch
     return 0;
 }
 
+/* Rules of d from its robots.txt answer (status 0: the transfer failed);
+ * a Crawl-delay above --delay becomes the domain's delay. */
+static void fetch_set_robots(struct domain *d, int status, const char *text, size_t len) {
+    d->robots = status >= 200 && status < 300 ? robots_parse(text, len, CRAWLER_ROBOTS_AGENT)
+                                              : robots_for_status(status);
+    if (d->robots && d->robots->crawl_delay * 1000 > d->delay_ms) d->delay_ms = (int64_t)(d->robots->crawl_delay * 1000);
+}
+
 /* Load robots rules for d from Redis, or start fetching robots.txt.
  * Returns 1 when rules are known, 0 when a fetch was started, -1 on error. */
 static int fetch_robots(struct fetcher *f, struct domain *d, uint64_t offset) {
@@ -256,11 +264,8 @@ static int fetch_robots(struct fetcher *f, struct domain *d, uint64_t offset) {
     int found = store_robots_load(f->store, d->name, &status, &text, &len);
     if (found < 0) return -1;
     if (found) {
-        d->robots = status >= 200 && status < 300 ? robots_parse(text, len, CRAWLER_ROBOTS_AGENT)
-                                                  : robots_for_status(status);
+        fetch_set_robots(d, status, text, len);
         free(text);
-        if (d->robots && d->robots->crawl_delay * 1000 > d->delay_ms)
-            d->delay_ms = (int64_t)(d->robots->crawl_delay * 1000);
         return d->robots ? 1 : -1;
     }
     char url[URL_MAX_LEN];
@@ -370,9 +375,7 @@ static void fetch_robots_done(struct fetcher *f, struct transfer *t, CURLcode re
     else if (code >= 500)
         log_msg("robots.txt of %s answered %ld: not crawling the host", d->name, code);
     if (store_robots_save(f->store, d->name, status, t->body, t->len) != 0) return;
-    d->robots = status >= 200 && status < 300 ? robots_parse(t->body ? t->body : "", t->len, CRAWLER_ROBOTS_AGENT)
-                                              : robots_for_status(status);
-    if (d->robots && d->robots->crawl_delay * 1000 > d->delay_ms) d->delay_ms = (int64_t)(d->robots->crawl_delay * 1000);
+    fetch_set_robots(d, status, t->body ? t->body : "", t->len);
     store_complete(f->store, d->name, t->next_offset, wall_ms() + d->delay_ms, NULL, 0);
 }
 

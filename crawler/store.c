@@ -93,12 +93,13 @@ static int64_t monotonic_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* One attempt: NULL when the connection failed (c is then released broken). */
-static redisReply *store_try(struct store *s, int argc, const char **argv, const size_t *lens) {
+/* One attempt of a command already in Redis protocol: NULL when the
+ * connection failed (it is then released as broken). */
+static redisReply *store_try(struct store *s, const char *cmd, size_t len) {
     redisContext *c = redis_pool_acquire(s->pool, s->last_error, sizeof(s->last_error));
     if (!c) return NULL;
-    redisReply *reply = redisCommandArgv(c, argc, argv, lens);
-    if (!reply) {
+    void *reply = NULL;
+    if (redisAppendFormattedCommand(c, cmd, len) != REDIS_OK || redisGetReply(c, &reply) != REDIS_OK) {
         snprintf(s->last_error, sizeof(s->last_error), "Redis: %s", c->errstr[0] ? c->errstr : "no reply");
         redis_pool_release(s->pool, c, 1);
         return NULL;
@@ -107,12 +108,13 @@ static redisReply *store_try(struct store *s, int argc, const char **argv, const
     return reply;
 }
 
-redisReply *store_command_argv(struct store *s, int argc, const char **argv, const size_t *lens) {
+/* Send a formatted command until it gets a reply or retry_ms have passed. */
+static redisReply *store_send(struct store *s, const char *cmd, size_t len) {
     if (s->failed) return NULL;
     int64_t deadline = monotonic_ms() + s->retry_ms;
     int backoff_ms = 50;
     for (;;) {
-        redisReply *reply = store_try(s, argc, argv, lens);
+        redisReply *reply = store_try(s, cmd, len);
         if (reply) return reply;
         s->errors++;
         if (monotonic_ms() >= deadline) {
@@ -124,8 +126,15 @@ redisReply *store_command_argv(struct store *s, int argc, const char **argv, con
     }
 }
 
-/* Split a printf-style command into argv the way hiredis does, then run it
- * through the retrying path. */
+redisReply *store_command_argv(struct store *s, int argc, const char **argv, const size_t *lens) {
+    char *cmd = NULL;
+    int len = redisFormatCommandArgv(&cmd, argc, argv, lens);
+    if (len < 0) return NULL;
+    redisReply *reply = store_send(s, cmd, (size_t)len);
+    redisFreeCommand(cmd);
+    return reply;
+}
+
 redisReply *store_command(struct store *s, const char *fmt, ...) {
     char *cmd = NULL;
     va_list ap;
@@ -133,23 +142,7 @@ redisReply *store_command(struct store *s, const char *fmt, ...) {
     int len = redisvFormatCommand(&cmd, fmt, ap);
     va_end(ap);
     if (len < 0) return NULL;
-    /* Parse the RESP we just built back into argv. */
-    int argc = atoi(cmd + 1);
-    const char **argv = calloc((size_t)argc, sizeof(char *));
-    size_t *lens = calloc((size_t)argc, sizeof(size_t));
-    redisReply *reply = NULL;
-    if (argv && lens) {
-        char *p = strchr(cmd, '\n') + 1;
-        for (int i = 0; i < argc; i++) {
-            lens[i] = (size_t)atol(p + 1);
-            p = strchr(p, '\n') + 1;
-            argv[i] = p;
-            p += lens[i] + 2;
-        }
-        reply = store_command_argv(s, argc, argv, lens);
-    }
-    free(argv);
-    free(lens);
+    redisReply *reply = store_send(s, cmd, (size_t)len);
     redisFreeCommand(cmd);
     return reply;
 }
