@@ -6,7 +6,7 @@
 #   e2e.sh BIN_DIR SCENARIO
 #
 # Scenarios: crawl, max-pages, redis-restart, parser-kill, resume, bad-input,
-# operations (metrics, status, SIGHUP), dead-server, redis-lost,
+# operations (metrics, status, SIGHUP), dead-server, redis-lost, valgrind,
 # inject-<mode> for each --inject mode, and inject-none (the baseline).
 set -euo pipefail
 
@@ -332,6 +332,25 @@ redis-lost)
     [ "$status" = 2 ] || fail "exit status $status, wanted 2"
     grep -q "Redis unreachable" "$T/crawl.log" || fail "no clear message"
     [ -z "$(pgrep -P "$CRAWLER_PID" || true)" ] || fail "parsers left behind"
+    ;;
+valgrind)
+    # memcheck on the fetcher: a clean crawl has no invalid access and no
+    # lost block; the same crawl with --inject retain-pages is caught.
+    start_redis
+    start_web 6 30
+    vg() {
+        valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=9 --log-file="$T/vg.$1" \
+            "$BIN/leakscope-crawler" --seeds "$T/seeds.txt" --data-dir "$T/data" --redis "127.0.0.1:$REDIS_PORT" \
+            --connect-to "127.0.0.1:$WEB_PORT" --delay 0.02 --max-pages 60 --log "$T/crawl.log" \
+            --stats-json "$T/stats.json" --inject "$1"
+    }
+    vg none || { cat "$T/vg.none"; fail "memcheck errors in a clean crawl"; }
+    grep -q "ERROR SUMMARY: 0 errors" "$T/vg.none" || fail "memcheck summary missing"
+    [ "$(stat pages_fetched)" = 60 ] || fail "the crawl under valgrind did not run"
+    status=0
+    vg retain-pages || status=$?
+    [ "$status" = 9 ] || fail "memcheck did not catch retain-pages (status $status)"
+    grep "definitely lost" "$T/vg.retain-pages" || fail "no lost blocks reported"
     ;;
 *)
     fail "unknown scenario $SCENARIO"
