@@ -47,6 +47,8 @@ static pid_t parsers_spawn(const struct crawler_config *cfg, int id) {
     if (pid == 0) {
         close_range(3, ~0U, 0);
         signal(SIGPIPE, SIG_DFL);
+        /* leakscope's shims label each process's segment with this. */
+        setenv("LEAKSCOPE_ROLE", "parser", 1);
         execv(cfg->self_exe, (char *const *)argv);
         _exit(127);
     }

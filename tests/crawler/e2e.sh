@@ -289,6 +289,9 @@ operations)
     hexport=$(printf '%04X' "$MPORT")
     listen=$(awk -v p=":$hexport" '$4 == "0A" && substr($2, 9) == p { print $2 }' /proc/net/tcp /proc/net/tcp6)
     [ "$listen" = "0100007F:$hexport" ] || fail "metrics listen on '$listen', not 127.0.0.1 only"
+    for p in $(pgrep -P "$CRAWLER_PID"); do
+        tr '\0' '\n' <"/proc/$p/environ" | grep -qx LEAKSCOPE_ROLE=parser || fail "parser $p not labelled for leakscope"
+    done
     mv "$T/crawl.log" "$T/crawl.log.1"
     kill -HUP "$CRAWLER_PID"
     wait_crawler 60
