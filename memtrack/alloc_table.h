@@ -100,7 +100,9 @@ static inline struct stripe *stripe_of(uintptr_t p) {
 static inline void stripe_prefetch(struct stripe *s, uintptr_t ptr) {
     struct alloc_rec *slots = __atomic_load_n(&s->slots, __ATOMIC_RELAXED);
     uint32_t cap = __atomic_load_n(&s->cap, __ATOMIC_RELAXED);
-    if (slots) __builtin_prefetch(&slots[slot_of(ptr, cap)], 1);
+    /* Read without the lock: slots and cap may come from different
+     * moments of a growth; a wrong address only makes a useless prefetch. */
+    if (slots && cap) __builtin_prefetch(&slots[slot_of(ptr, cap)], 1);
 }
 
 void stripe_lock(struct stripe *s);

@@ -342,3 +342,53 @@ Test(memtrack, cli_diff_shows_the_injected_leak_only) {
     mt_run_free(&gone);
     mt_run_free(&r);
 }
+
+static char *cli(struct mt_run *server, const char *port, const char *a, const char *b,
+                 const char *c) {
+    struct mt_run r =
+        mt_run_in(server, (const char *[]){"redis-cli", "-p", port, a, b, c, NULL});
+    char *out = strdup(r.out);
+    mt_run_free(&r);
+    return out;
+}
+
+/* A real server that links jemalloc (found behind the shim with RTLD_NEXT):
+ * it serves, shuts down cleanly, and leaves a heap view. */
+Test(memtrack, redis_server_under_the_shim) {
+    char port[16];
+    snprintf(port, sizeof port, "%d", 21000 + getpid() % 8000);
+    int to, from;
+    struct mt_run r = mt_start((const char *[]){"redis-server", "--port", port, "--save", "",
+                                                "--appendonly", "no", "--bind", "127.0.0.1",
+                                                NULL},
+                               &to, &from);
+    char *pong = NULL;
+    for (int i = 0; i < 100; i++) {
+        free(pong);
+        pong = cli(&r, port, "ping", NULL, NULL);
+        if (!strcmp(pong, "PONG\n")) break;
+        usleep(50000);
+    }
+    cr_expect_str_eq(pong, "PONG\n");
+    char *set = cli(&r, port, "set", "k", "leakscope");
+    char *get = cli(&r, port, "get", "k", NULL);
+    cr_expect_str_eq(set, "OK\n");
+    cr_expect_str_eq(get, "leakscope\n");
+    free(cli(&r, port, "shutdown", "nosave", NULL));
+    close(to);
+    char buf[4096];
+    while (read(from, buf, sizeof buf) > 0) {
+    }
+    close(from);
+    mt_wait(&r);
+    cr_expect_eq(r.status, 0, "redis-server exited %d", r.status);
+    struct lks_header *h = mt_segment(&r, r.pid);
+    struct lks_heapseg *hs = heap_of(h);
+    cr_expect_eq(hs->final, 1);
+    cr_expect_gt((long long)mt_subsys(h, "other")->heap_allocs, 0);
+    free(pong);
+    free(set);
+    free(get);
+    lks_segment_free(h);
+    mt_run_free(&r);
+}
