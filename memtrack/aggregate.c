@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -158,6 +159,21 @@ static void write_heapseg(struct lks_heapseg *hs, const struct walk *w, int fina
 
 static struct walk g_walk; /* only used under g_agg_lock */
 
+/* Frees that threads have made but not yet passed on (hooks.c): the walk
+ * treats their blocks as freed. Sorted for bsearch. */
+#define MAX_PENDING 4096
+static uintptr_t g_pending[MAX_PENDING];
+static uint32_t g_npending;
+
+static int cmp_ptr(const void *a, const void *b) {
+    uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int is_pending(uintptr_t p) {
+    return g_npending && bsearch(&p, g_pending, g_npending, sizeof p, cmp_ptr) != NULL;
+}
+
 static void aggregate_locked(struct lks_header *h, int final) {
     struct lks_heapseg *hs = atomic_load(&g_hs);
     uint64_t refresh = hs ? atomic_load(&hs->refresh_req) : 0;
@@ -171,11 +187,13 @@ static void aggregate_locked(struct lks_header *h, int final) {
     w->gen = (uint16_t)atomic_load(&g_mark_gen);
     for (uint32_t i = 0; i < g_sites_cap; i++)
         g_scratch[i] = (struct site_scratch){UINT32_MAX, 0, 0};
+    g_npending = counters_pending(g_pending, MAX_PENDING);
+    qsort(g_pending, g_npending, sizeof g_pending[0], cmp_ptr);
     for (uint32_t i = 0; i < NSTRIPES; i++) {
         struct stripe *s = &alloc_stripes[i];
         stripe_lock(s);
         for (uint32_t k = 0; k < s->cap; k++)
-            if (s->slots[k].ptr) visit(w, &s->slots[k]);
+            if (s->slots[k].ptr && !is_pending(s->slots[k].ptr)) visit(w, &s->slots[k]);
         stripe_unlock(s);
     }
     counters_publish(h);
@@ -292,16 +310,20 @@ LKS_EXPORT int leakscope_memtrack_since_mark(int64_t *bytes, int64_t *allocs) {
     uint16_t gen = (uint16_t)atomic_load(&g_mark_gen);
     int64_t b = 0, n = 0;
     lks_in_hook++;
+    pthread_mutex_lock(&g_agg_lock);
+    g_npending = counters_pending(g_pending, MAX_PENDING);
+    qsort(g_pending, g_npending, sizeof g_pending[0], cmp_ptr);
     for (uint32_t i = 0; i < NSTRIPES; i++) {
         struct stripe *s = &alloc_stripes[i];
         stripe_lock(s);
         for (uint32_t k = 0; k < s->cap; k++)
-            if (s->slots[k].ptr && REC_GEN(&s->slots[k]) == gen) {
+            if (s->slots[k].ptr && REC_GEN(&s->slots[k]) == gen && !is_pending(s->slots[k].ptr)) {
                 b += (int64_t)REC_SIZE(&s->slots[k]);
                 n++;
             }
         stripe_unlock(s);
     }
+    pthread_mutex_unlock(&g_agg_lock);
     lks_in_hook--;
     if (bytes) *bytes = b;
     if (allocs) *allocs = n;

@@ -13,6 +13,7 @@ static struct ctr_block *g_blocks[MAX_BLOCKS];
 static _Atomic uint32_t g_nblocks;
 static struct ctr_block *g_shared;
 static pthread_key_t g_exit_key;
+static void (*g_flush)(struct ctr_block *);
 
 static __thread struct ctr_block *t_block __attribute__((tls_model("initial-exec")));
 static __thread int t_gone __attribute__((tls_model("initial-exec")));
@@ -27,12 +28,14 @@ static struct ctr_block *map_block(void) {
  * (other TLS destructors freeing memory) use the shared block. */
 static void release_block(void *arg) {
     struct ctr_block *b = arg;
+    if (b && g_flush) g_flush(b);
     t_block = NULL;
     t_gone = 1;
     if (b) atomic_store(&b->owned, 0);
 }
 
-int counters_init(uint32_t sites_cap) {
+int counters_init(uint32_t sites_cap, void (*flush)(struct ctr_block *)) {
+    g_flush = flush;
     g_sites_cap = sites_cap;
     g_block_size = sizeof(struct ctr_block) + (size_t)sites_cap * sizeof(struct site_ctr);
     g_shared = map_block();
@@ -177,6 +180,16 @@ void counters_publish_one(struct lks_header *h, uint32_t site, uint32_t subsys) 
     if (site && site <= g_sites_cap && site <= h->sites_cap) publish_site(h, n, site - 1);
 }
 
+uint32_t counters_pending(uintptr_t *out, uint32_t max) {
+    uint32_t n = atomic_load(&g_nblocks), k = 0;
+    for (uint32_t i = 0; i < n && k < max; i++) {
+        struct ctr_block *b = __atomic_load_n(&g_blocks[i], __ATOMIC_ACQUIRE);
+        uintptr_t p = b ? atomic_load_explicit(&b->pending_free, memory_order_relaxed) : 0;
+        if (p) out[k++] = p;
+    }
+    return k;
+}
+
 /* Writes only what changes, so the child does not copy untouched pages. */
 static inline void rebase(_Atomic int64_t *total, _Atomic int64_t *live) {
     if (LD(*total) != LD(*live)) atomic_store_explicit(total, LD(*live), memory_order_relaxed);
@@ -187,7 +200,12 @@ void counters_after_fork(void) {
     for (uint32_t i = 0; i < n; i++) {
         struct ctr_block *b = g_blocks[i];
         if (!b) continue;
-        if (b != t_block && !b->shared) b->owned = 0;
+        if (b != t_block && !b->shared) {
+            /* That thread's last free never reaches libc in the child: the
+             * block stays allocated, and counted. */
+            b->owned = 0;
+            b->pending_free = 0;
+        }
         for (int s = 0; s < LKS_MAX_SUBSYS; s++) {
             rebase(&b->subsys[s].alloc_bytes, &b->subsys[s].live_bytes);
             rebase(&b->subsys[s].allocs, &b->subsys[s].live_allocs);

@@ -31,12 +31,17 @@ struct subsys_ctr {
 struct ctr_block {
     _Atomic int owned; /* 1 while a running thread writes it */
     int shared;        /* the fallback block: written with atomic adds */
+    /* The owner's last free, passed to libc at its next free (see hooks.c);
+     * readers treat it as freed. */
+    _Atomic uintptr_t pending_free;
+    uintptr_t pending_ra;
     struct subsys_ctr subsys[LKS_MAX_SUBSYS];
     struct site_ctr site[]; /* sites_cap entries, by site index */
 };
 
-/* Sets up the fallback block and the thread-exit hook. */
-int counters_init(uint32_t sites_cap);
+/* Sets up the fallback block and the thread-exit hook; flush runs the
+ * block's pending free when its thread exits. */
+int counters_init(uint32_t sites_cap, void (*flush)(struct ctr_block *));
 
 /* The calling thread's block; claims or maps one on first use, falls back to
  * the shared block when that is impossible. Never NULL after init. */
@@ -52,6 +57,10 @@ void counters_unfree(struct ctr_block *b, uint32_t site, uint32_t subsys, int64_
 void counters_publish(struct lks_header *h);
 /* The same for one site and one subsystem (used after the exit aggregation). */
 void counters_publish_one(struct lks_header *h, uint32_t site, uint32_t subsys);
+
+/* Copies the pending frees of all blocks into out (at most max); returns
+ * how many. */
+uint32_t counters_pending(uintptr_t *out, uint32_t max);
 
 /* In a forked child: blocks of threads that did not survive are released and
  * totals restart from what is live (allocated == live, frees == 0). */

@@ -86,8 +86,8 @@ static void *untracked(void *p) {
     return p;
 }
 
-static void report_double_free(void *p, const struct freed_rec *fr, uintptr_t ra) {
-    uint32_t second = callsite_stack_site(ra);
+static void report_double_free(void *p, const struct freed_rec *fr, uintptr_t ra, int here) {
+    uint32_t second = here ? callsite_stack_site(ra) : callsite_frame_site(ra);
     uint32_t first = callsite_frame_site((uintptr_t)fr->free_ra);
     aggregate_note_double_free((uintptr_t)p, fr->size, fr->site_subsys >> 24,
                                fr->site_subsys & 0xffffffu, first, second);
@@ -101,13 +101,12 @@ static void report_double_free(void *p, const struct freed_rec *fr, uintptr_t ra
     }
 }
 
-/* Returns 1 if p must be passed on to libc. */
-static int track_free(void *p, uintptr_t ra) {
+/* Returns 1 if p must be passed on to libc. here: the free is the call in
+ * progress (its whole stack can be taken), else only its caller ra is known. */
+static int track_free(struct ctr_block *b, void *p, uintptr_t ra, int here) {
     struct alloc_rec rec;
     struct freed_rec fr;
     struct stripe *s = stripe_of((uintptr_t)p);
-    stripe_prefetch(s, (uintptr_t)p);
-    struct ctr_block *b = counters_mine();
     stripe_lock(s);
     if (stripe_remove(s, (uintptr_t)p, &rec)) {
         counters_free(b, REC_SITE(&rec), REC_SUBSYS(&rec), (int64_t)REC_SIZE(&rec));
@@ -120,7 +119,7 @@ static int track_free(void *p, uintptr_t ra) {
     if (twice) stripe_forget_freed(s, (uintptr_t)p);
     stripe_unlock(s);
     if (twice) {
-        report_double_free(p, &fr, ra);
+        report_double_free(p, &fr, ra, here);
         return 0;
     }
     aggregate_count(EV_UNKNOWN_FREE);
@@ -196,6 +195,25 @@ LKS_EXPORT int posix_memalign(void **out, size_t align, size_t size) {
     return rc;
 }
 
+/* A free is passed on one free later: free(p) starts loading p's record
+ * and libc's chunk header, then completes the thread's previous free, whose
+ * loads have had the program's work in between to arrive. The previous
+ * block stays allocated that long (one block per thread); readers treat it
+ * as freed (ctr_block.pending_free), and it is completed at thread exit,
+ * process exit and _exit. */
+static void complete_free(struct ctr_block *b, void *p, uintptr_t ra, int here) {
+    if (track_free(b, p, ra, here)) libc_next.free(p);
+}
+
+static void flush_pending(struct ctr_block *b) {
+    uintptr_t q = atomic_load_explicit(&b->pending_free, memory_order_relaxed);
+    if (!q) return;
+    lks_in_hook++;
+    complete_free(b, (void *)q, b->pending_ra, 0);
+    atomic_store_explicit(&b->pending_free, 0, memory_order_relaxed);
+    lks_in_hook--;
+}
+
 LKS_EXPORT void free(void *p) {
     uintptr_t ra = CALLER_RA;
     if (!p || boot_owns(p) || !libc_next_ready()) return;
@@ -203,13 +221,25 @@ LKS_EXPORT void free(void *p) {
         libc_next.free(p);
         return;
     }
-    /* libc's free will read the chunk header in front of p: start loading
-     * it now, so that its cache miss overlaps ours on the table. */
     __builtin_prefetch((char *)p - 16, 1);
+    stripe_prefetch(stripe_of((uintptr_t)p), (uintptr_t)p);
     lks_in_hook++;
-    int forward = track_free(p, ra);
+    struct ctr_block *b = counters_mine();
+    uintptr_t q = atomic_load_explicit(&b->pending_free, memory_order_relaxed);
+    if (b->shared || q == (uintptr_t)p) {
+        /* No block of our own, or p freed twice in a row: complete now. */
+        if (q) {
+            complete_free(b, (void *)q, b->pending_ra, 0);
+            atomic_store_explicit(&b->pending_free, 0, memory_order_relaxed);
+        }
+        complete_free(b, p, ra, 1);
+    } else {
+        uintptr_t qra = b->pending_ra;
+        b->pending_ra = ra;
+        atomic_store_explicit(&b->pending_free, (uintptr_t)p, memory_order_relaxed);
+        if (q) complete_free(b, (void *)q, qra, 0);
+    }
     lks_in_hook--;
-    if (forward) libc_next.free(p);
 }
 
 /* realloc = free of the old block + allocation at the realloc's call site;
@@ -307,7 +337,7 @@ __attribute__((constructor)) static void memtrack_start(void) {
     struct lks_header *h = lks_trace_init();
     if (!h) return;
     lks_in_hook++;
-    if (callsite_init() == 0 && counters_init(h->sites_cap) == 0 && aggregate_init(h) == 0) {
+    if (callsite_init() == 0 && counters_init(h->sites_cap, flush_pending) == 0 && aggregate_init(h) == 0) {
         pthread_atfork(fork_prepare, fork_parent, fork_child);
         lks_trace_feature(LKS_FEATURE_HEAP);
         atomic_store(&g_on, 1);
@@ -323,6 +353,7 @@ static void final_aggregation(void) {
     /* getpid() differs in a vfork child, which shares our memory and must
      * not finalize the parent's view. */
     if (!atomic_load(&g_on) || !h || h->pid != getpid()) return;
+    flush_pending(counters_mine());
     lks_in_hook++;
     aggregate_now(h, 1);
     lks_in_hook--;
