@@ -245,8 +245,8 @@ void heap_report_text(FILE *out, struct lks_header *h, struct lks_symbolizer *sy
     long long live = 0, allocs = 0;
     char a[32], b[32];
     for (uint32_t i = 0; i < used && i < LKS_MAX_SUBSYS; i++) {
-        live += ss[i].heap_live_bytes;
-        allocs += ss[i].heap_live_allocs;
+        live = lks_sat_add(live, ss[i].heap_live_bytes);
+        allocs = lks_sat_add(allocs, ss[i].heap_live_allocs);
     }
     fprintf(out, "  heap: %s live in %lld allocations\n", human(live, a, sizeof a), allocs);
     for (uint32_t i = 0; i < used && i < LKS_MAX_SUBSYS; i++) {
@@ -256,7 +256,8 @@ void heap_report_text(FILE *out, struct lks_header *h, struct lks_symbolizer *sy
                 human((long long)ss[i].heap_alloc_bytes, b, sizeof b),
                 (unsigned long long)ss[i].heap_allocs, (unsigned long long)ss[i].heap_frees);
         if (hs && ss[i].heap_live_bytes > 0) {
-            long long old = hs->age_bytes[i][2] + hs->age_bytes[i][3] + hs->age_bytes[i][4];
+            long long old = lks_sat_add(lks_sat_add(hs->age_bytes[i][2], hs->age_bytes[i][3]),
+                                        hs->age_bytes[i][4]);
             fprintf(out, ", %s older than 10 s", human(old, a, sizeof a));
         }
         fputc('\n', out);
@@ -468,8 +469,8 @@ int cmd_diff(int argc, char **argv) {
     uint32_t used = atomic_load(&h->subsys_used);
     long long bytes = 0, allocs = 0;
     for (uint32_t i = 0; i < used && i < LKS_MAX_SUBSYS; i++) {
-        bytes += hs->mark_live_bytes[i];
-        allocs += hs->mark_live_allocs[i];
+        bytes = lks_sat_add(bytes, hs->mark_live_bytes[i]);
+        allocs = lks_sat_add(allocs, hs->mark_live_allocs[i]);
     }
     uint32_t *idx, n = sorted_sites(h, mark_bytes_key, &idx);
     char buf[32];
