@@ -33,7 +33,7 @@ crawl() {
   redis-cli -p "$RPORT" flushall >/dev/null
   rm -rf "$TMP/data"
   S="$TMP/$mode.json"
-  (ulimit -n "$nofile" && lks run --quiet --fd --summary "$S" -- "$CRAWLER" --seeds "$TMP/seeds" \
+  (ulimit -n "$nofile" && lks run --quiet --summary "$S" -- "$CRAWLER" --seeds "$TMP/seeds" \
     --data-dir "$TMP/data" --redis "127.0.0.1:$RPORT" --connect-to "127.0.0.1:$WPORT" \
     --delay 0.05 --duration 6 --workers "$workers" --log "$TMP/crawl-$mode.log" --stats-json "$TMP/$mode.stats" \
     --inject "$mode")
@@ -55,6 +55,8 @@ for sub in redis http https frontier; do
   check "clean crawl: no $sub descriptor left open" 0 "$(open_in "$sub")"
 done
 check "clean crawl: the verdict raises no leak" 0 "$(jq '.leaks | length' "$S")"
+live=$(jq "$FETCHER | .heap.by_subsystem | [.[].live_bytes] | add" "$S")
+check_true "clean crawl: under 1 MiB of heap live at exit ($live B)" test "$live" -lt 1048576
 check "clean crawl: every open site is startup plumbing (log, stdio)" 0 \
   "$(jq "[$FETCHER | .fd.sites[] | select(.open > 0 and .subsystem != \"log\")] | length" "$S")"
 
@@ -76,6 +78,21 @@ check "frontier-fd: matches the crawler's own count" "$(jq .frontier_files_open 
 check "frontier-fd: redis is not blamed" 0 "$(open_in redis)"
 check "frontier-fd: the verdict's first leak is frontier at frontier_read_batch" "frontier frontier_read_batch" \
   "$(jq -r '.leaks[0] | "\(.subsystem) \(.site | split(" ")[0])"' "$S")"
+
+# Seed 000: page bodies kept after the push to fetch:queue. The heap view
+# must name the page buffers, their size, and who allocated them.
+crawl retain-pages
+top=$(jq -r "$FETCHER | .heap.sites[0] | \"\\(.live_bytes) \\(.frames | map(split(\" \")[0]) | join(\"<\"))\"" "$S")
+check_true "retain-pages: the largest live site holds megabytes (${top%% *} B)" test "${top%% *}" -gt 10000000
+check_true "retain-pages: it is the page buffer of fetch_write_body" grep -q "fetch_page_buffer_grow<fetch_write_body" <<<"$top"
+check_true "retain-pages: the retaining context is a live site too" \
+  test "$(jq "[$FETCHER | .heap.sites[] | select(any(.frames[]; contains(\"fetch_retain_page_context\")))] | length" "$S")" -gt 0
+
+crawl curl-handle
+n=$(jq "[$FETCHER | .heap.sites[] | select(any(.frames[]; contains(\"curl_easy_init\")) and any(.frames[]; contains(\"fetch_start_transfer\"))) | .live_allocs] | add // 0" "$S")
+check_true "curl-handle: easy handles from fetch_start_transfer stay live ($n)" test "$n" -ge 10
+alive=$(jq .curl_easy_alive "$TMP/curl-handle.stats")
+check_true "curl-handle: at least one live block per handle the crawler leaked ($alive)" test "$n" -ge "$alive" -a "$alive" -gt 0
 
 # Seed 002: no connection cap under a low descriptor limit ends in EMFILE.
 WPORT=$(cat "$TMP/wide.port")
