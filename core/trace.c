@@ -334,15 +334,14 @@ static uint16_t module_of(struct lks_header *h, uintptr_t addr, const char **nam
 
 /* Symbolizes a stack with dladdr() to evaluate the module/func rules.
  * Return addresses point after the call, hence addr - 1. */
-static uint64_t compute_stack_bits(const uint64_t *frames, int n, uint16_t *frame_module) {
+static uint64_t compute_stack_bits(const uint64_t *frames, int n) {
     struct lks_header *h = lks_trace_seg();
     const char *mods[LKS_MAX_FRAMES], *funcs[LKS_MAX_FRAMES];
     if (n > LKS_MAX_FRAMES) n = LKS_MAX_FRAMES;
     for (int i = 0; i < n; i++) {
         Dl_info info;
         uintptr_t pc = (uintptr_t)frames[i] - 1;
-        uint16_t m = h ? module_of(h, pc, &mods[i]) : LKS_NO_MODULE;
-        if (frame_module) frame_module[i] = m;
+        if (h) module_of(h, pc, &mods[i]);
         funcs[i] = dladdr((void *)pc, &info) ? info.dli_sname : NULL;
         if (!h) mods[i] = info.dli_fname;
     }
@@ -357,7 +356,7 @@ LKS_EXPORT uint64_t lks_stack_rule_bits(uint64_t hash, const uint64_t *frames, i
         if (k == 0) break;
     }
     lks_in_hook++;
-    uint64_t bits = compute_stack_bits(frames, n, NULL);
+    uint64_t bits = compute_stack_bits(frames, n);
     lks_in_hook--;
     for (int probe = 0; probe < 8; probe++) {
         uint32_t i = (uint32_t)(hash + (uint64_t)probe) & (BITS_CACHE - 1);
@@ -378,7 +377,10 @@ LKS_EXPORT uint32_t lks_site_intern(uint64_t hash, const uint64_t *frames, int n
     if (!key) key = 1;
     struct lks_site *sites = lks_site_table(h);
     uint32_t mask = h->sites_cap - 1;
-    for (uint32_t probe = 0; probe <= mask && probe < 256; probe++) {
+    /* A full table: only existing sites can match, and they are found within
+     * a few probes; stop early instead of scanning for a free slot. */
+    uint32_t limit = atomic_load_explicit(&h->sites_dropped, memory_order_relaxed) ? 16 : 256;
+    for (uint32_t probe = 0; probe <= mask && probe < limit; probe++) {
         uint32_t i = (uint32_t)(key + probe) & mask;
         uint64_t k = atomic_load_explicit(&sites[i].key, memory_order_acquire);
         if (k == key) return i + 1;
@@ -394,7 +396,10 @@ LKS_EXPORT uint32_t lks_site_intern(uint64_t hash, const uint64_t *frames, int n
         s->stack_rule_bits = rule_bits;
         memcpy(s->frames, frames, sizeof(uint64_t) * (size_t)n);
         lks_in_hook++;
-        compute_stack_bits(frames, n, s->frame_module);
+        for (int f = 0; f < n; f++) {
+            const char *unused;
+            s->frame_module[f] = module_of(h, (uintptr_t)frames[f] - 1, &unused);
+        }
         lks_in_hook--;
         s->nframes = (uint16_t)n;
         atomic_store_explicit(&s->ready, 1, memory_order_release);
