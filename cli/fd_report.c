@@ -167,17 +167,12 @@ void fd_report_json(FILE *out, struct lks_header *seg, struct lks_symbolizer *sy
         fprintf(out, "%s{\"subsystem\":", i ? "," : "");
         json_string(out, subsys_name(seg, s->subsys));
         fprintf(out, ",\"open\":%lld,\"opened\":%llu,\"failed\":%llu,\"oldest_open_age_s\":%.3f,"
-                     "\"frames\":[",
+                     "\"frames\":",
                 (long long)s->fd_open, (unsigned long long)s->fd_opened,
                 (unsigned long long)s->fd_failed,
                 fd_site_oldest_age(seg, s));
-        for (int f = 0; f < s->nframes; f++) {
-            char buf[512];
-            if (f) fputc(',', out);
-            json_string(out, lks_symbolize_frame(sym, s->frames[f], s->frame_module[f], buf,
-                                                 sizeof buf));
-        }
-        fputs("]}", out);
+        json_site_frames(out, sym, s);
+        fputc('}', out);
     }
     free(v);
     fputs("]}", out);

@@ -2,6 +2,8 @@
  * characters; bytes >= 0x80 pass through, invalid UTF-8 becomes U+FFFD. */
 #include "json.h"
 
+#include "symbolize.h"
+
 void json_string(FILE *out, const char *s) {
     if (!s) {
         fputs("null", out);
@@ -30,4 +32,15 @@ void json_string(FILE *out, const char *s) {
         }
     }
     fputc('"', out);
+}
+
+void json_site_frames(FILE *out, struct lks_symbolizer *sym, const struct lks_site *site) {
+    char buf[512];
+    fputc('[', out);
+    for (int f = 0; sym && f < site->nframes && f < LKS_MAX_FRAMES; f++) {
+        if (f) fputc(',', out);
+        json_string(out, lks_symbolize_frame(sym, site->frames[f], site->frame_module[f], buf,
+                                             sizeof buf));
+    }
+    fputc(']', out);
 }

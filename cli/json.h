@@ -8,4 +8,11 @@
 /* Writes s as a JSON string literal, quotes included. NULL writes null. */
 void json_string(FILE *out, const char *s);
 
+struct lks_symbolizer;
+struct lks_site;
+
+/* Writes a site's frames as a JSON array of "function (file:line) [module]"
+ * strings. */
+void json_site_frames(FILE *out, struct lks_symbolizer *sym, const struct lks_site *site);
+
 #endif

@@ -63,13 +63,9 @@ void verdict_json(FILE *out, struct seg_list *l) {
                 (long long)s->fd_open, (unsigned long long)s->fd_opened,
                 fd_site_oldest_age(h, s));
         json_string(out, sym ? lks_symbolize_headline(sym, s, buf, sizeof buf) : "?");
-        fputs(",\"frames\":[", out);
-        for (int f = 0; sym && f < s->nframes; f++) {
-            if (f) fputc(',', out);
-            json_string(out, lks_symbolize_frame(sym, s->frames[f], s->frame_module[f], buf,
-                                                 sizeof buf));
-        }
-        fputs("]}", out);
+        fputs(",\"frames\":", out);
+        json_site_frames(out, sym, s);
+        fputc('}', out);
         lks_symbolizer_free(sym);
     }
     fputc(']', out);

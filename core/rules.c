@@ -8,7 +8,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,14 +38,6 @@ static const char default_rules[] =
     "file      kind    file\n"
     "socket    kind    socket,other-socket\n"
     "unix      kind    unix\n";
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 int lks_rules_subsys_id(const struct lks_rules *r, const char *name) {
     for (int i = 0; i < r->nnames; i++)
@@ -167,7 +158,7 @@ static int parse_lines(struct lks_rules *r, const char *text, const char *fname,
         size_t n = strcspn(p, "\n");
         lineno++;
         if (n >= sizeof line) {
-            set_err(err, errlen, "%s:%d: line too long", fname, lineno);
+            lks_set_err(err, errlen, "%s:%d: line too long", fname, lineno);
             return -1;
         }
         memcpy(line, p, n);
@@ -181,12 +172,12 @@ static int parse_lines(struct lks_rules *r, const char *text, const char *fname,
         int nf = sscanf(line, "%511s %511s %511s %511s", f[0], f[1], f[2], f[3]);
         if (nf <= 0) continue;
         if (nf != 3) {
-            set_err(err, errlen, "%s:%d: expected 'SUBSYSTEM MATCHER PATTERN', got %d field%s",
+            lks_set_err(err, errlen, "%s:%d: expected 'SUBSYSTEM MATCHER PATTERN', got %d field%s",
                     fname, lineno, nf, nf == 1 ? "" : "s");
             return -1;
         }
         if (!valid_name(f[0])) {
-            set_err(err, errlen, "%s:%d: bad subsystem name '%s' (letters, digits, _ and -, < %d chars)",
+            lks_set_err(err, errlen, "%s:%d: bad subsystem name '%s' (letters, digits, _ and -, < %d chars)",
                     fname, lineno, f[0], LKS_SUBSYS_NAME);
             return -1;
         }
@@ -194,44 +185,44 @@ static int parse_lines(struct lks_rules *r, const char *text, const char *fname,
         for (int i = 0; i < 5; i++)
             if (strcmp(f[1], matchers[i]) == 0) m = i;
         if (m < 0) {
-            set_err(err, errlen, "%s:%d: unknown matcher '%s' (port, path, module, func, kind)",
+            lks_set_err(err, errlen, "%s:%d: unknown matcher '%s' (port, path, module, func, kind)",
                     fname, lineno, f[1]);
             return -1;
         }
         if (strlen(f[2]) >= LKS_RULE_PATTERN) {
-            set_err(err, errlen, "%s:%d: pattern longer than %d characters", fname, lineno,
+            lks_set_err(err, errlen, "%s:%d: pattern longer than %d characters", fname, lineno,
                     LKS_RULE_PATTERN - 1);
             return -1;
         }
         struct lks_rule compiled;
         memset(&compiled, 0, sizeof compiled);
         if (m == LKS_MATCH_PORT && !compile_ports(&compiled, f[2])) {
-            set_err(err, errlen, "%s:%d: bad port list '%s' (e.g. 80,8080 or 9000-9100, at most %d)",
+            lks_set_err(err, errlen, "%s:%d: bad port list '%s' (e.g. 80,8080 or 9000-9100, at most %d)",
                     fname, lineno, f[2], LKS_RULE_PORT_RANGES);
             return -1;
         }
         if (m == LKS_MATCH_KIND && !compile_kinds(&compiled, f[2])) {
-            set_err(err, errlen, "%s:%d: unknown descriptor kind in '%s'", fname, lineno, f[2]);
+            lks_set_err(err, errlen, "%s:%d: unknown descriptor kind in '%s'", fname, lineno, f[2]);
             return -1;
         }
         if ((m == LKS_MATCH_PATH || m == LKS_MATCH_MODULE || m == LKS_MATCH_FUNC) &&
             !compile_globs(&compiled, f[2])) {
-            set_err(err, errlen, "%s:%d: more than 8 globs in '%s'", fname, lineno, f[2]);
+            lks_set_err(err, errlen, "%s:%d: more than 8 globs in '%s'", fname, lineno, f[2]);
             return -1;
         }
         if (r->nrules >= LKS_MAX_RULES) {
-            set_err(err, errlen, "%s:%d: more than %d rules", fname, lineno, LKS_MAX_RULES);
+            lks_set_err(err, errlen, "%s:%d: more than %d rules", fname, lineno, LKS_MAX_RULES);
             return -1;
         }
         int is_stack = (m == LKS_MATCH_MODULE || m == LKS_MATCH_FUNC);
         if (is_stack && r->nstack >= LKS_MAX_STACK_RULES) {
-            set_err(err, errlen, "%s:%d: more than %d module/func rules", fname, lineno,
+            lks_set_err(err, errlen, "%s:%d: more than %d module/func rules", fname, lineno,
                     LKS_MAX_STACK_RULES);
             return -1;
         }
         int id = subsys_id_add(r, f[0]);
         if (id < 0) {
-            set_err(err, errlen, "%s:%d: more than %d subsystems", fname, lineno, LKS_MAX_SUBSYS);
+            lks_set_err(err, errlen, "%s:%d: more than %d subsystems", fname, lineno, LKS_MAX_SUBSYS);
             return -1;
         }
         struct lks_rule *rule = &r->rule[r->nrules++];
@@ -263,7 +254,7 @@ int lks_rules_parse(struct lks_rules *r, const char *text, const char *fname, ch
 int lks_rules_load_file(struct lks_rules *r, const char *path, char *err, size_t errlen) {
     FILE *f = fopen(path, "re");
     if (!f) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        lks_set_err(err, errlen, "%s: %s", path, strerror(errno));
         lks_rules_defaults(r);
         return -1;
     }
@@ -272,13 +263,13 @@ int lks_rules_load_file(struct lks_rules *r, const char *path, char *err, size_t
     int toolong = !feof(f);
     fclose(f);
     if (toolong) {
-        set_err(err, errlen, "%s: larger than %zu bytes", path, sizeof text - 1);
+        lks_set_err(err, errlen, "%s: larger than %zu bytes", path, sizeof text - 1);
         lks_rules_defaults(r);
         return -1;
     }
     text[n] = 0;
     if (memchr(text, 0, n)) {
-        set_err(err, errlen, "%s: binary data in a rules file", path);
+        lks_set_err(err, errlen, "%s: binary data in a rules file", path);
         lks_rules_defaults(r);
         return -1;
     }

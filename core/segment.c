@@ -17,7 +17,7 @@
 
 #define ALIGN64(x) (((x) + 63) & ~(uint64_t)63)
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
+void lks_set_err(char *err, size_t errlen, const char *fmt, ...) {
     if (!err || !errlen) return;
     va_list ap;
     va_start(ap, fmt);
@@ -38,23 +38,23 @@ int lks_segment_dir(char *buf, size_t len) {
 int lks_segment_dir_prepare(const char *dir, char *err, size_t errlen) {
     struct stat st;
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        set_err(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+        lks_set_err(err, errlen, "cannot create %s: %s", dir, strerror(errno));
         return -1;
     }
     if (lstat(dir, &st) != 0) {
-        set_err(err, errlen, "cannot stat %s: %s", dir, strerror(errno));
+        lks_set_err(err, errlen, "cannot stat %s: %s", dir, strerror(errno));
         return -1;
     }
     if (!S_ISDIR(st.st_mode)) {
-        set_err(err, errlen, "%s is not a directory", dir);
+        lks_set_err(err, errlen, "%s is not a directory", dir);
         return -1;
     }
     if (st.st_uid != getuid()) {
-        set_err(err, errlen, "%s belongs to uid %u, not to us", dir, (unsigned)st.st_uid);
+        lks_set_err(err, errlen, "%s belongs to uid %u, not to us", dir, (unsigned)st.st_uid);
         return -1;
     }
     if (st.st_mode & 077) {
-        set_err(err, errlen, "%s is accessible to others (mode %o); expected 0700", dir,
+        lks_set_err(err, errlen, "%s is accessible to others (mode %o); expected 0700", dir,
                 (unsigned)(st.st_mode & 0777));
         return -1;
     }
@@ -90,17 +90,17 @@ struct lks_header *lks_segment_create(const char *dir, pid_t pid, uint32_t fds_c
     uint64_t size = layout(&tmp, fds_cap, sites_cap, heap_size);
 
     if (snprintf(path, sizeof path, "%s/%d.seg", dir, (int)pid) >= (int)sizeof path) {
-        set_err(err, errlen, "segment path too long");
+        lks_set_err(err, errlen, "segment path too long");
         return NULL;
     }
     unlink(path);
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
-        set_err(err, errlen, "cannot create %s: %s", path, strerror(errno));
+        lks_set_err(err, errlen, "cannot create %s: %s", path, strerror(errno));
         return NULL;
     }
     if (ftruncate(fd, (off_t)size) != 0) {
-        set_err(err, errlen, "cannot size %s: %s", path, strerror(errno));
+        lks_set_err(err, errlen, "cannot size %s: %s", path, strerror(errno));
         close(fd);
         unlink(path);
         return NULL;
@@ -108,7 +108,7 @@ struct lks_header *lks_segment_create(const char *dir, pid_t pid, uint32_t fds_c
     void *map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     if (map == MAP_FAILED) {
-        set_err(err, errlen, "cannot map %s: %s", path, strerror(errno));
+        lks_set_err(err, errlen, "cannot map %s: %s", path, strerror(errno));
         unlink(path);
         return NULL;
     }
@@ -136,27 +136,27 @@ static int section_fits(uint64_t off, uint64_t count, uint64_t elem, uint64_t to
 int lks_segment_validate(const void *image, size_t len, char *err, size_t errlen) {
     const struct lks_header *h = image;
     if (len < sizeof(struct lks_header)) {
-        set_err(err, errlen, "truncated segment (%zu bytes, header needs %zu)", len,
+        lks_set_err(err, errlen, "truncated segment (%zu bytes, header needs %zu)", len,
                 sizeof(struct lks_header));
         return -1;
     }
     if (memcmp(h->magic, LKS_MAGIC, 8) != 0) {
-        set_err(err, errlen, "not a leakscope segment (bad magic)");
+        lks_set_err(err, errlen, "not a leakscope segment (bad magic)");
         return -1;
     }
     if (h->version != LKS_VERSION || h->header_size != sizeof(struct lks_header)) {
-        set_err(err, errlen, "segment version %u (header %u bytes) is not the supported %u",
+        lks_set_err(err, errlen, "segment version %u (header %u bytes) is not the supported %u",
                 h->version, h->header_size, LKS_VERSION);
         return -1;
     }
     if (h->total_size != len) {
-        set_err(err, errlen, "truncated or corrupt segment: header says %llu bytes, file has %zu",
+        lks_set_err(err, errlen, "truncated or corrupt segment: header says %llu bytes, file has %zu",
                 (unsigned long long)h->total_size, len);
         return -1;
     }
     if (h->sites_cap == 0 || (h->sites_cap & (h->sites_cap - 1)) || h->sites_cap > (1u << 20) ||
         h->fds_cap > (1u << 22)) {
-        set_err(err, errlen, "corrupt segment: capacities sites=%u fds=%u", h->sites_cap,
+        lks_set_err(err, errlen, "corrupt segment: capacities sites=%u fds=%u", h->sites_cap,
                 h->fds_cap);
         return -1;
     }
@@ -166,12 +166,12 @@ int lks_segment_validate(const void *image, size_t len, char *err, size_t errlen
         !section_fits(h->fds_off, h->fds_cap, sizeof(struct lks_fd), len) ||
         !section_fits(h->heap_off, h->heap_size, 1, len) ||
         h->subsys_off < sizeof(struct lks_header)) {
-        set_err(err, errlen, "corrupt segment: a section lies outside the file");
+        lks_set_err(err, errlen, "corrupt segment: a section lies outside the file");
         return -1;
     }
     if (atomic_load(&((struct lks_header *)h)->subsys_used) > LKS_MAX_SUBSYS ||
         atomic_load(&((struct lks_header *)h)->modules_used) > LKS_MAX_MODULES) {
-        set_err(err, errlen, "corrupt segment: table counts out of range");
+        lks_set_err(err, errlen, "corrupt segment: table counts out of range");
         return -1;
     }
     return 0;
@@ -207,22 +207,22 @@ static void sanitize_copy(struct lks_header *h) {
 struct lks_header *lks_segment_load(const char *path, char *err, size_t errlen) {
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        lks_set_err(err, errlen, "%s: %s", path, strerror(errno));
         return NULL;
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "%s: not a regular file", path);
+        lks_set_err(err, errlen, "%s: not a regular file", path);
         close(fd);
         return NULL;
     }
     if (st.st_uid != getuid() && getuid() != 0) {
-        set_err(err, errlen, "%s: owned by uid %u, refusing to read", path, (unsigned)st.st_uid);
+        lks_set_err(err, errlen, "%s: owned by uid %u, refusing to read", path, (unsigned)st.st_uid);
         close(fd);
         return NULL;
     }
     if (st.st_size < (off_t)sizeof(struct lks_header) || st.st_size > (off_t)1 << 32) {
-        set_err(err, errlen, "%s: truncated or corrupt segment (%lld bytes)", path,
+        lks_set_err(err, errlen, "%s: truncated or corrupt segment (%lld bytes)", path,
                 (long long)st.st_size);
         close(fd);
         return NULL;
@@ -230,7 +230,7 @@ struct lks_header *lks_segment_load(const char *path, char *err, size_t errlen) 
     size_t len = (size_t)st.st_size;
     void *buf = aligned_alloc(64, (len + 63) & ~(size_t)63);
     if (!buf) {
-        set_err(err, errlen, "%s: out of memory", path);
+        lks_set_err(err, errlen, "%s: out of memory", path);
         close(fd);
         return NULL;
     }
@@ -244,7 +244,7 @@ struct lks_header *lks_segment_load(const char *path, char *err, size_t errlen) 
     close(fd);
     char why[200];
     if (lks_segment_validate(buf, got, why, sizeof why) != 0) {
-        set_err(err, errlen, "%s: %s", path, why);
+        lks_set_err(err, errlen, "%s: %s", path, why);
         free(buf);
         return NULL;
     }
@@ -257,13 +257,13 @@ void lks_segment_free(struct lks_header *h) { free(h); }
 struct lks_header *lks_segment_map_rw(const char *path, size_t *lenp, char *err, size_t errlen) {
     int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        lks_set_err(err, errlen, "%s: %s", path, strerror(errno));
         return NULL;
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != getuid() ||
         st.st_size < (off_t)sizeof(struct lks_header) || st.st_size > (off_t)1 << 32) {
-        set_err(err, errlen, "%s: not a segment of ours", path);
+        lks_set_err(err, errlen, "%s: not a segment of ours", path);
         close(fd);
         return NULL;
     }
@@ -271,12 +271,12 @@ struct lks_header *lks_segment_map_rw(const char *path, size_t *lenp, char *err,
     void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     if (map == MAP_FAILED) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        lks_set_err(err, errlen, "%s: %s", path, strerror(errno));
         return NULL;
     }
     char why[200];
     if (lks_segment_validate(map, len, why, sizeof why) != 0) {
-        set_err(err, errlen, "%s: %s", path, why);
+        lks_set_err(err, errlen, "%s: %s", path, why);
         munmap(map, len);
         return NULL;
     }

@@ -261,6 +261,10 @@ static inline int64_t lks_sat_sub(int64_t a, int64_t b) {
 /* Is the process that wrote this segment still the one running as its pid? */
 int lks_segment_process_alive(const struct lks_header *h);
 
+/* snprintf into err (if err is not NULL): how every core function reports. */
+void lks_set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Name of an errno slot ("EMFILE", ...) and the slot of an errno value. */
 const char *lks_errno_slot_name(int slot);
 int lks_errno_slot(int err);

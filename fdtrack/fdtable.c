@@ -76,6 +76,21 @@ static void entry_put(struct lks_header *h, int fd, int kind, int subsys, uint32
     }
 }
 
+/* The fields of an entry, without its sequence number. */
+static struct lks_fd entry_copy(const struct lks_fd *e) {
+    struct lks_fd out;
+    memset(&out, 0, sizeof out);
+    out.in_use = e->in_use;
+    out.kind = e->kind;
+    out.subsys = e->subsys;
+    out.site = e->site;
+    out.port = e->port;
+    out.flags = e->flags;
+    out.created_mono_ns = e->created_mono_ns;
+    out.inode = e->inode;
+    return out;
+}
+
 /* Removes an entry; returns a copy (in_use 0 if there was none). */
 static struct lks_fd entry_take(struct lks_header *h, int fd) {
     struct lks_fd out;
@@ -86,14 +101,7 @@ static struct lks_fd entry_take(struct lks_header *h, int fd) {
     uint32_t seq = atomic_load_explicit(&e->seq, memory_order_relaxed);
     atomic_store_explicit(&e->seq, seq | 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
-    out.in_use = e->in_use;
-    out.kind = e->kind;
-    out.subsys = e->subsys;
-    out.site = e->site;
-    out.port = e->port;
-    out.flags = e->flags;
-    out.created_mono_ns = e->created_mono_ns;
-    out.inode = e->inode;
+    out = entry_copy(e);
     e->in_use = 0;
     atomic_store_explicit(&e->seq, (seq | 1) + 1, memory_order_release);
     return out;
@@ -201,16 +209,7 @@ __attribute__((noinline)) void fdt_created_pair(struct lks_header *h, const int 
 static struct lks_fd entry_peek(struct lks_header *h, int fd) {
     struct lks_fd out;
     memset(&out, 0, sizeof out);
-    if (fd >= 0 && (uint32_t)fd < h->fds_cap) {
-        struct lks_fd *e = &lks_fd_table(h)[fd];
-        out.in_use = e->in_use;
-        out.kind = e->kind;
-        out.subsys = e->subsys;
-        out.site = e->site;
-        out.port = e->port;
-        out.flags = e->flags;
-        out.inode = e->inode;
-    }
+    if (fd >= 0 && (uint32_t)fd < h->fds_cap) out = entry_copy(&lks_fd_table(h)[fd]);
     return out;
 }
 
