@@ -84,6 +84,22 @@ static void run_probe(struct run *r, int preload, const char *extra_env, char *c
     r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/* run_probe under the shim, with the probe's stderr captured into buf. */
+static void run_probe_stderr(struct run *r, const char *extra_env, char *const args[], char *buf,
+                             size_t len) {
+    int errp[2];
+    cr_assert(pipe(errp) == 0);
+    int saved = dup(2);
+    dup2(errp[1], 2);
+    run_probe(r, 1, extra_env, args);
+    dup2(saved, 2);
+    close(saved);
+    close(errp[1]);
+    ssize_t n = read(errp[0], buf, len - 1);
+    close(errp[0]);
+    buf[n > 0 ? n : 0] = 0;
+}
+
 /* Runs the mode twice and checks the shim changed nothing visible. */
 static void run_both(struct run *traced, char *const args[]) {
     struct run plain;
@@ -331,18 +347,9 @@ Test(fdtrack, bad_rules_file_falls_back_to_defaults_with_file_and_line) {
     fprintf(f, "redis port 6379\nhttp prot 80\n");
     fclose(f);
     snprintf(env, sizeof env, "LEAKSCOPE_RULES=%s", rules);
-    int errp[2];
-    cr_assert(pipe(errp) == 0);
-    int saved = dup(2);
-    dup2(errp[1], 2);
     struct run r;
-    run_probe(&r, 1, env, (char *[]){"basic", NULL});
-    dup2(saved, 2);
-    close(errp[1]);
-    char buf[2048] = "";
-    ssize_t n = read(errp[0], buf, sizeof buf - 1);
-    close(errp[0]);
-    buf[n > 0 ? n : 0] = 0;
+    char buf[2048];
+    run_probe_stderr(&r, env, (char *[]){"basic", NULL}, buf, sizeof buf);
     cr_expect(strstr(buf, "bad.rules:2:") != NULL, "stderr was: %s", buf);
     cr_expect_eq(r.status, 0);
     struct lks_header *h = load(r.pid);
@@ -418,18 +425,9 @@ Test(fdtrack, live_open_count_equals_proc_fd_at_a_quiescent_point) {
 }
 
 Test(fdtrack, unwritable_directory_leaves_the_program_untouched) {
-    int errp[2];
-    cr_assert(pipe(errp) == 0);
-    int saved = dup(2);
-    dup2(errp[1], 2);
     struct run r;
-    run_probe(&r, 1, "LEAKSCOPE_DIR=/proc/no/such/dir", (char *[]){"basic", NULL});
-    dup2(saved, 2);
-    close(errp[1]);
-    char buf[2048] = "";
-    ssize_t n = read(errp[0], buf, sizeof buf - 1);
-    close(errp[0]);
-    buf[n > 0 ? n : 0] = 0;
+    char buf[2048];
+    run_probe_stderr(&r, "LEAKSCOPE_DIR=/proc/no/such/dir", (char *[]){"basic", NULL}, buf, sizeof buf);
     cr_expect_eq(r.status, 0);
     cr_expect_str_eq(r.out, "basic ok\n");
     cr_expect(strstr(buf, "tracing off") != NULL, "stderr: %s", buf);
