@@ -7,9 +7,8 @@
 #include "json.h"
 #include "verdict.h"
 
-/* Writes {"processes":[...]} for the session. */
-void summary_json(FILE *out, struct seg_list *l, int want_fd, int want_heap,
-                               int status) {
+/* Writes {"exit_status":S,"processes":[...],"leaks":[...]}. */
+void summary_json(FILE *out, struct seg_list *l, int want_fd, int want_heap, int status) {
     fputc('{', out);
     if (status >= 0) fprintf(out, "\"exit_status\":%d,", status);
     fputs("\"processes\":[", out);

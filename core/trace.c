@@ -309,14 +309,19 @@ LKS_EXPORT uint64_t lks_stack_hash(const uint64_t *frames, int n) {
     return h ? h : 1;
 }
 
-/* Index of the module holding addr, adding it on first sight. Cold path. */
-static uint16_t module_of(struct lks_header *h, uintptr_t addr, const char **name) {
+/* Index of the module holding addr, adding it on first sight (when h is
+ * set), and the file and function names the rules match on. One dladdr1 per
+ * frame. Cold path. */
+static uint16_t module_of(struct lks_header *h, uintptr_t addr, const char **path_out,
+                          const char **func_out) {
     Dl_info info;
     struct link_map *lm = NULL;
-    *name = NULL;
+    *path_out = *func_out = NULL;
     if (!dladdr1((void *)addr, &info, (void **)&lm, RTLD_DL_LINKMAP) || !lm) return LKS_NO_MODULE;
-    const char *path = lm->l_name && lm->l_name[0] ? lm->l_name : h->exe;
-    *name = path;
+    const char *path = lm->l_name && lm->l_name[0] ? lm->l_name : h ? h->exe : info.dli_fname;
+    *path_out = path;
+    *func_out = info.dli_sname;
+    if (!h) return LKS_NO_MODULE;
     struct lks_module *mods = lks_module_table(h);
     uint32_t used = atomic_load(&h->modules_used);
     for (uint32_t i = 0; i < used && i < LKS_MAX_MODULES; i++)
@@ -332,19 +337,13 @@ static uint16_t module_of(struct lks_header *h, uintptr_t addr, const char **nam
     return (uint16_t)i;
 }
 
-/* Symbolizes a stack with dladdr() to evaluate the module/func rules.
- * Return addresses point after the call, hence addr - 1. */
+/* Evaluates the module/func rules on a stack. Return addresses point after
+ * the call, hence addr - 1. */
 static uint64_t compute_stack_bits(const uint64_t *frames, int n) {
     struct lks_header *h = lks_trace_seg();
     const char *mods[LKS_MAX_FRAMES], *funcs[LKS_MAX_FRAMES];
     if (n > LKS_MAX_FRAMES) n = LKS_MAX_FRAMES;
-    for (int i = 0; i < n; i++) {
-        Dl_info info;
-        uintptr_t pc = (uintptr_t)frames[i] - 1;
-        if (h) module_of(h, pc, &mods[i]);
-        funcs[i] = dladdr((void *)pc, &info) ? info.dli_sname : NULL;
-        if (!h) mods[i] = info.dli_fname;
-    }
+    for (int i = 0; i < n; i++) module_of(h, (uintptr_t)frames[i] - 1, &mods[i], &funcs[i]);
     return lks_rules_stack_bits(&g_rules, n, mods, funcs);
 }
 
@@ -397,8 +396,8 @@ LKS_EXPORT uint32_t lks_site_intern(uint64_t hash, const uint64_t *frames, int n
         memcpy(s->frames, frames, sizeof(uint64_t) * (size_t)n);
         lks_in_hook++;
         for (int f = 0; f < n; f++) {
-            const char *unused;
-            s->frame_module[f] = module_of(h, (uintptr_t)frames[f] - 1, &unused);
+            const char *path, *func;
+            s->frame_module[f] = module_of(h, (uintptr_t)frames[f] - 1, &path, &func);
         }
         lks_in_hook--;
         s->nframes = (uint16_t)n;

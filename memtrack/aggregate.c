@@ -174,6 +174,22 @@ static int is_pending(uintptr_t p) {
     return g_npending && bsearch(&p, g_pending, g_npending, sizeof p, cmp_ptr) != NULL;
 }
 
+/* Calls fn for every live block, skipping frees still pending in threads.
+ * Holds g_agg_lock (g_pending) and one stripe lock at a time. */
+static void walk_live(void (*fn)(const struct alloc_rec *, void *), void *ctx) {
+    g_npending = counters_pending(g_pending, MAX_PENDING);
+    qsort(g_pending, g_npending, sizeof g_pending[0], cmp_ptr);
+    for (uint32_t i = 0; i < NSTRIPES; i++) {
+        struct stripe *s = &alloc_stripes[i];
+        stripe_lock(s);
+        for (uint32_t k = 0; k < s->cap; k++)
+            if (s->slots[k].ptr && !is_pending(s->slots[k].ptr)) fn(&s->slots[k], ctx);
+        stripe_unlock(s);
+    }
+}
+
+static void visit_rec(const struct alloc_rec *r, void *w) { visit(w, r); }
+
 static void aggregate_locked(struct lks_header *h, int final) {
     struct lks_heapseg *hs = atomic_load(&g_hs);
     uint64_t refresh = hs ? atomic_load(&hs->refresh_req) : 0;
@@ -187,15 +203,7 @@ static void aggregate_locked(struct lks_header *h, int final) {
     w->gen = (uint16_t)atomic_load(&g_mark_gen);
     for (uint32_t i = 0; i < g_sites_cap; i++)
         g_scratch[i] = (struct site_scratch){UINT32_MAX, 0, 0};
-    g_npending = counters_pending(g_pending, MAX_PENDING);
-    qsort(g_pending, g_npending, sizeof g_pending[0], cmp_ptr);
-    for (uint32_t i = 0; i < NSTRIPES; i++) {
-        struct stripe *s = &alloc_stripes[i];
-        stripe_lock(s);
-        for (uint32_t k = 0; k < s->cap; k++)
-            if (s->slots[k].ptr && !is_pending(s->slots[k].ptr)) visit(w, &s->slots[k]);
-        stripe_unlock(s);
-    }
+    walk_live(visit_rec, w);
     counters_publish(h);
     for (uint32_t i = 0; i < cap; i++) {
         atomic_store(&sites[i].heap_mark_live_bytes, g_scratch[i].mark_bytes);
@@ -304,29 +312,29 @@ LKS_EXPORT int leakscope_memtrack_mark(void) {
     return 0;
 }
 
+struct since_mark {
+    uint16_t gen;
+    int64_t bytes, allocs;
+};
+
+static void count_since_mark(const struct alloc_rec *r, void *ctx) {
+    struct since_mark *m = ctx;
+    if (REC_GEN(r) != m->gen) return;
+    m->bytes += (int64_t)REC_SIZE(r);
+    m->allocs++;
+}
+
 LKS_EXPORT int leakscope_memtrack_since_mark(int64_t *bytes, int64_t *allocs) {
     struct lks_header *h = lks_trace_seg();
     if (!h || !(atomic_load(&h->features) & LKS_FEATURE_HEAP)) return -1;
-    uint16_t gen = (uint16_t)atomic_load(&g_mark_gen);
-    int64_t b = 0, n = 0;
+    struct since_mark sum = {(uint16_t)atomic_load(&g_mark_gen), 0, 0};
     lks_in_hook++;
     pthread_mutex_lock(&g_agg_lock);
-    g_npending = counters_pending(g_pending, MAX_PENDING);
-    qsort(g_pending, g_npending, sizeof g_pending[0], cmp_ptr);
-    for (uint32_t i = 0; i < NSTRIPES; i++) {
-        struct stripe *s = &alloc_stripes[i];
-        stripe_lock(s);
-        for (uint32_t k = 0; k < s->cap; k++)
-            if (s->slots[k].ptr && REC_GEN(&s->slots[k]) == gen && !is_pending(s->slots[k].ptr)) {
-                b += (int64_t)REC_SIZE(&s->slots[k]);
-                n++;
-            }
-        stripe_unlock(s);
-    }
+    walk_live(count_since_mark, &sum);
     pthread_mutex_unlock(&g_agg_lock);
     lks_in_hook--;
-    if (bytes) *bytes = b;
-    if (allocs) *allocs = n;
+    if (bytes) *bytes = sum.bytes;
+    if (allocs) *allocs = sum.allocs;
     return 0;
 }
 
