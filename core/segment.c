@@ -514,6 +514,36 @@ static int session_run_alive(const char *session) {
     return kill((pid_t)pid, 0) == 0 || errno == EPERM;
 }
 
+/* A segment its writer never finished (killed between creating the file
+ * and writing the magic: empty, or no magic yet) is removed once the pid in
+ * its name is gone and the file is older than the grace period. Anything
+ * else that fails validation (another version, foreign, corrupt) is left. */
+static int sweep_unfinished(int dirfd, const char *dir, const char *name, int64_t grace_ns,
+                            int64_t now) {
+    char path[600], why[100];
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) return 0;
+    struct stat st;
+    int fd = lks_open_regular(path, 1, &st, why, sizeof why);
+    if (fd < 0) return 0;
+    char magic[8] = {0};
+    ssize_t n = st.st_size >= 8 ? pread(fd, magic, sizeof magic, 0) : 0;
+    close(fd);
+    static const char none[8];
+    if (st.st_uid != getuid() || (st.st_size >= 8 && (n != 8 || memcmp(magic, none, 8) != 0)))
+        return 0;
+    char *end;
+    long pid = strtol(name, &end, 10);
+    if (end == name || strcmp(end, ".seg") != 0 || pid <= 0) return 0;
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) return 0;
+    int64_t mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    if (now - mtime < grace_ns) return 0;
+    struct stat again;
+    if (fstatat(dirfd, name, &again, AT_SYMLINK_NOFOLLOW) != 0 || again.st_dev != st.st_dev ||
+        again.st_ino != st.st_ino)
+        return 0;
+    return unlinkat(dirfd, name, 0) == 0;
+}
+
 /* One file of a sweep: removes it if the policy in segment.h says so. */
 static int sweep_one(int dirfd, const char *dir, const char *name, int64_t grace_ns, int64_t now) {
     char path[600];
@@ -521,7 +551,7 @@ static int sweep_one(int dirfd, const char *dir, const char *name, int64_t grace
     struct lks_header h;
     struct stat st;
     int fd = open_segment(path, &h, &st, NULL, 0);
-    if (fd < 0) return 0; /* not ours, or not valid: never removed */
+    if (fd < 0) return sweep_unfinished(dirfd, dir, name, grace_ns, now);
     close(fd);
     h.session[sizeof h.session - 1] = 0;
     if (atomic_load(&h.kept) || lks_segment_process_alive(&h) || session_run_alive(h.session))

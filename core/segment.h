@@ -271,7 +271,9 @@ int lks_segment_dir_check(const char *dir, char *err, size_t errlen);
  * another process or none); it is not kept (header.kept); it does not belong
  * to a `leakscope run` session whose run process is still alive; and it has
  * been dead for at least grace_s seconds (since its exit time, or since the
- * file was last modified if the process was killed). Returns the number of
+ * file was last modified if the process was killed). A file its writer never
+ * finished (empty or without magic) goes once the pid of its name is gone
+ * and it is older than the grace period. Returns the number of
  * segments removed. Uses only syscalls and stack memory: the shims call it. */
 int lks_segment_dir_sweep(const char *dir, int64_t grace_s);
 
