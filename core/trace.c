@@ -178,6 +178,7 @@ static void init_locked(void) {
     }
     fill_identity(h);
     write_subsys_names(h);
+    lks_segment_dir_sweep_maybe(g_dir); /* dead segments of this user (docs/SEGMENTS.md) */
     pthread_atfork(NULL, NULL, fork_child);
     atomic_store(&g_seg, h);
     atomic_store(&g_state, ST_READY);
