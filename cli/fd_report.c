@@ -132,11 +132,13 @@ void fd_report_json(FILE *out, struct lks_header *seg, struct lks_symbolizer *sy
 
     fprintf(out, "\"open_total\":%lld,\"rlimit_nofile\":%llu,\"unattributed\":%lld,"
                  "\"stale\":%lld,\"untracked\":%lld,\"unknown_closes\":%llu,"
-                 "\"closed_unseen\":%llu,\"inherited_by_fork\":%ld,\"reconciled\":\"%s\",",
+                 "\"closed_unseen\":%llu,\"inherited_by_fork\":%ld,\"reconciled\":\"%s\","
+                 "\"shim_own\":%d,",
             (long long)open_total, (unsigned long long)seg->rlimit_nofile_cur,
             (long long)seg->fd_unattributed, (long long)seg->fd_stale,
             (long long)seg->fd_untracked, (unsigned long long)seg->fd_unknown_close,
-            (unsigned long long)seg->fd_closed_unseen, forked_count(seg), reconcile_name(seg));
+            (unsigned long long)seg->fd_closed_unseen, forked_count(seg), reconcile_name(seg),
+            (int)seg->fd_own);
 
     fputs("\"by_subsystem\":{", out);
     int first = 1;
