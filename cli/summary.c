@@ -22,7 +22,8 @@ void summary_json(FILE *out, struct seg_list *l, int want_fd, int want_heap, int
         json_string(out, h->exe);
         fputs(",\"role\":", out);
         json_string(out, h->role);
-        fprintf(out, ",\"exited\":%s", h->exited ? "true" : "false");
+        fprintf(out, ",\"exited\":%s,\"running\":%s", h->exited ? "true" : "false",
+                lks_segment_process_alive(h) ? "true" : "false");
         if (want_fd && (h->features & LKS_FEATURE_FD)) {
             fputs(",\"fd\":", out);
             fd_report_json(out, h, sym);

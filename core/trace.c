@@ -286,10 +286,21 @@ static void fork_child_segment(int raw) {
     uint64_t heap = parent->heap_size < h->heap_size ? parent->heap_size : h->heap_size;
     memcpy(lks_heap_area(h), lks_heap_area(parent), heap);
 
-    struct lks_fd *fds = lks_fd_table(h);
-    for (uint32_t fd = 0; fd < nfd; fd++)
-        if (fds[fd].in_use) fds[fd].flags |= LKS_FD_INHERITED | LKS_FD_FORKED;
+    /* The parent's other threads may have been changing the table while it
+     * was copied: the child's open counts are what its copy holds. Entries
+     * caught mid-write are dropped. */
     struct lks_subsys *ss = lks_subsys_table(h);
+    for (int i = 0; i < LKS_MAX_SUBSYS; i++) ss[i].fd_open = 0;
+    struct lks_fd *fds = lks_fd_table(h);
+    for (uint32_t fd = 0; fd < nfd; fd++) {
+        if (fds[fd].seq & 1) {
+            fds[fd].seq = 0;
+            fds[fd].in_use = 0;
+        }
+        if (!fds[fd].in_use) continue;
+        fds[fd].flags |= LKS_FD_INHERITED | LKS_FD_FORKED;
+        if (fds[fd].subsys < LKS_MAX_SUBSYS) ss[fds[fd].subsys].fd_open++;
+    }
     for (int i = 0; i < LKS_MAX_SUBSYS; i++) {
         ss[i].fd_opened = (uint64_t)ss[i].fd_open;
         ss[i].fd_closed = 0;
