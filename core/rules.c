@@ -14,7 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* The built-in defaults, in the user's syntax. */
+/* The built-in defaults, in the user's syntax. SQLite is whoever has
+ * SQLite on the creating stack, not a file name: prometheus_client's *.db
+ * files are plain mmapped files. */
 static const char default_rules[] =
     "stdio     kind    stdio\n"
     "redis     port    6379\n"
@@ -22,7 +24,8 @@ static const char default_rules[] =
     "http      port    80,8080\n"
     "frontier  path    */frontier*/*,*.frontier\n"
     "log       path    *.log,*.log.[0-9]*\n"
-    "sqlite    path    *.db,*.sqlite,*.sqlite3,*.db-journal,*.db-wal\n"
+    "sqlite    module  libsqlite3.so*\n"
+    "sqlite    func    sqlite3_*\n"
     "redis     module  libhiredis.so*\n"
     "http      module  libcurl.so*,libcurl-*.so*,libnghttp2.so*\n"
     "http      module  libssl.so*,libcrypto.so*,libgnutls.so*\n"

@@ -421,10 +421,28 @@ uint64_t lks_proc_start_ticks(pid_t pid) {
     return strtoull(p, NULL, 10);
 }
 
+/* State letter of a process (/proc/<pid>/stat field 3), 0 if unreadable. */
+static char proc_state(pid_t pid) {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    return p && p[1] == ' ' ? p[2] : 0;
+}
+
+/* A process that ended with _exit ran no destructor; until its parent reaps
+ * it, it is a zombie with the same start time: ended all the same. */
 int lks_segment_process_alive(const struct lks_header *h) {
     if (atomic_load(&((struct lks_header *)h)->exited)) return 0;
     uint64_t ticks = lks_proc_start_ticks(h->pid);
-    return ticks != 0 && ticks == h->proc_start_ticks;
+    if (ticks == 0 || ticks != h->proc_start_ticks) return 0;
+    char state = proc_state(h->pid);
+    return state != 'Z' && state != 'X';
 }
 
 static const char *const errno_names[LKS_ERR_SLOTS] = {"EMFILE", "ENFILE", "ENOMEM",

@@ -136,7 +136,17 @@ struct lks_header {
     _Atomic uint32_t sites_used;
     _Atomic uint32_t sites_dropped; /* site table full: counted, never grown */
     _Atomic uint64_t sites_dropped_events;
+
+    /* Descriptor truth at the edges (ARCHITECTURE.md, "Edges"). */
+    _Atomic uint64_t fd_closed_unseen; /* a number created again while we held it open */
+    int32_t forked_from;               /* parent pid if made by fork without exec, else 0 */
+    _Atomic uint32_t fd_reconciled;    /* LKS_RECONCILE_*: how the exit reconciliation went */
 };
+
+/* header.fd_reconciled */
+#define LKS_RECONCILE_NONE 0  /* not (yet) done: live, or ended without exit() */
+#define LKS_RECONCILE_PROC 1  /* against a listing of /proc/self/fd */
+#define LKS_RECONCILE_PROBE 2 /* no descriptor to spare: each number probed with fcntl */
 
 /* Per-subsystem counters. Invariant: fd_opened - fd_closed == fd_open. */
 struct lks_subsys {
@@ -205,6 +215,8 @@ struct lks_fd {
 
 #define LKS_FD_INHERITED 1u /* found at start-up, not created under the shim */
 #define LKS_FD_LISTENER 2u
+#define LKS_FD_PAIR 4u      /* one end of a pipe()/socketpair(): two per call */
+#define LKS_FD_FORKED 8u    /* inherited through fork from the parent, with its site */
 
 /* Where segments live: $LEAKSCOPE_DIR, else /dev/shm/leakscope-<uid>.
  * Writes the path into buf; returns 0, or -1 if it does not fit. */
