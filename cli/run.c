@@ -237,6 +237,12 @@ int cmd_run(int argc, char **argv) {
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(session, sizeof session, "run-%d-%lld", (int)getpid(), (long long)ts.tv_sec);
 
+    /* Tells "exec failed" (said by the child) apart from "ran untraced". */
+    int exec_pipe[2];
+    if (pipe2(exec_pipe, O_CLOEXEC) != 0) {
+        fprintf(stderr, "leakscope run: pipe: %s\n", strerror(errno));
+        return 2;
+    }
     pid_t child = fork();
     if (child < 0) {
         fprintf(stderr, "leakscope run: fork: %s\n", strerror(errno));
@@ -252,10 +258,19 @@ int cmd_run(int argc, char **argv) {
             unsetenv("LEAKSCOPE_RULES");
         }
         if (role) setenv("LEAKSCOPE_ROLE", role, 1);
+        close(exec_pipe[0]);
         execvp(argv[i], &argv[i]);
-        fprintf(stderr, "leakscope run: cannot run %s: %s\n", argv[i], strerror(errno));
+        int e = errno;
+        fprintf(stderr, "leakscope run: cannot run %s: %s\n", argv[i], strerror(e));
+        ssize_t w = write(exec_pipe[1], &e, sizeof e);
+        (void)w;
         _exit(127);
     }
+    close(exec_pipe[1]);
+    int exec_errno = 0;
+    while (read(exec_pipe[0], &exec_errno, sizeof exec_errno) < 0 && errno == EINTR)
+        ;
+    close(exec_pipe[0]);
     /* The terminal's SIGINT/SIGQUIT reach the child; we wait and report. */
     signal(SIGINT, SIG_IGN);
     signal(SIGQUIT, SIG_IGN);
@@ -266,6 +281,7 @@ int cmd_run(int argc, char **argv) {
                  : WIFSIGNALED(wstatus) ? 128 + WTERMSIG(wstatus)
                                         : 1;
 
+    if (exec_errno) return status; /* nothing ran; the child said why */
     struct seg_list l;
     if (segdir_load(dir, session, 0, &l, err, sizeof err) != 0) {
         fprintf(stderr, "leakscope run: %s\n", err);

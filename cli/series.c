@@ -3,6 +3,7 @@
  * site only the first time it enters a top K and caches the name. */
 #define _GNU_SOURCE
 #include "series.h"
+#include "segdir.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -299,7 +300,7 @@ static struct lks_header *load_segment(const char *path, int *skip) {
     struct stat st;
     *skip = -1;
     if (lstat(path, &st) != 0) return NULL; /* gone since readdir: not an error */
-    if (st.st_uid != getuid() && getuid() != 0) {
+    if (st.st_uid != getuid()) { /* root too: see docs/SEGMENTS.md */
         *skip = SERIES_SKIP_FOREIGN;
         return NULL;
     }
@@ -330,6 +331,7 @@ int series_scan(struct series_reader *r, const char *dir, const pid_t *only, siz
     if (r->round % SWEEP_ROUNDS == 0 && r->names_cap &&
         names_rehash(r, r->names_cap, r->round - SWEEP_ROUNDS) != 0)
         return -1;
+    segdir_sweep(dir); /* exporters remove dead segments (docs/SEGMENTS.md) */
     DIR *d = opendir(dir);
     if (!d) return -1;
     struct sockidle *idle = sockidle_scan(r->idle_ms, out->sockdiag_err, sizeof out->sockdiag_err);

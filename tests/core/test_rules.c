@@ -3,6 +3,8 @@
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "rules.h"
 
@@ -154,4 +156,19 @@ Test(glob, shell_patterns) {
     cr_expect(lks_glob_match("**", ""));
     cr_expect(!lks_glob_match("a", ""));
     cr_expect(lks_glob_match("[ab", "[ab"), "unterminated bracket is literal");
+}
+
+Test(rules, fifo_or_device_is_never_opened) {
+    char dir[] = "/tmp/lks-rulesfifo-XXXXXX", fifo[64], err[300];
+    cr_assert(mkdtemp(dir));
+    snprintf(fifo, sizeof fifo, "%s/rules", dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    /* Would block forever in open() without a writer if it were opened. */
+    cr_expect_eq(lks_rules_load_file(&r, fifo, err, sizeof err), -1);
+    cr_expect(strstr(err, "is a FIFO") != NULL, "%s", err);
+    cr_expect_eq(lks_rules_load_file(&r, "/dev/zero", err, sizeof err), -1);
+    cr_expect(strstr(err, "not a regular file") != NULL, "%s", err);
+    cr_expect(lks_rules_subsys_id(&r, "redis") >= 0, "defaults in place");
+    unlink(fifo);
+    rmdir(dir);
 }

@@ -4,7 +4,9 @@
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -251,4 +253,112 @@ Test(json, escapes_control_quotes_and_bad_utf8) {
     cr_expect_str_eq(out, "\"bad\\ufffd\\ufffd\"");
     json_of(NULL, out, sizeof out);
     cr_expect_str_eq(out, "null");
+}
+
+/* A heap area far beyond what the sites can need, with every offset and
+ * the file size made consistent (a 64 MiB sparse file): refused from the
+ * header, before anything else is read. */
+static void huge_heap(unsigned char *b, size_t *len) {
+    (void)len;
+    struct lks_header *h = (struct lks_header *)b;
+    h->heap_size = ((uint64_t)64 << 20) - h->heap_off;
+    h->total_size = (uint64_t)64 << 20;
+}
+
+Test(segment, refuses_a_heap_area_its_capacities_cannot_need) {
+    lks_segment_unmap(create(), 0);
+    rewrite(huge_heap);
+    cr_assert_eq(truncate(path, (off_t)64 << 20), 0);
+    expect_refused("exceeds");
+    struct lks_segment_head head;
+    char err[256] = "";
+    cr_expect_eq(lks_segment_load_head(path, &head, err, sizeof err), -1);
+    cr_expect(strstr(err, "exceeds") != NULL, "%s", err);
+}
+
+Test(segment, head_reads_header_and_subsystems) {
+    struct lks_header *h = create();
+    lks_subsys_table(h)[5].fd_open = 11;
+    lks_subsys_table(h)[5].heap_live_bytes = 4096;
+    struct lks_segment_head head;
+    char err[256];
+    cr_assert_eq(lks_segment_load_head(path, &head, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(head.h.pid, 4242);
+    cr_expect_eq(head.subsys[5].fd_open, 11);
+    cr_expect_eq(head.subsys[5].heap_live_bytes, 4096);
+    cr_expect_eq(head.file_size, h->total_size);
+    lks_segment_unmap(h, h->total_size);
+}
+
+Test(segment, open_regular_never_blocks_on_a_fifo) {
+    char fifo[300], err[400];
+    snprintf(fifo, sizeof fifo, "%s/pipe", dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    struct stat st;
+    cr_expect_eq(lks_open_regular(fifo, 0, &st, err, sizeof err), -1);
+    cr_expect_eq(errno, EINVAL);
+    cr_expect(strstr(err, "is a FIFO") != NULL, "%s", err);
+    cr_expect_eq(lks_open_regular("/dev/null", 0, &st, err, sizeof err), -1);
+    cr_expect(strstr(err, "character device") != NULL, "%s", err);
+    char seg[300];
+    snprintf(seg, sizeof seg, "%s/5.seg", dir);
+    cr_assert_eq(mkfifo(seg, 0600), 0);
+    cr_expect_null(lks_segment_load(seg, err, sizeof err));
+    cr_expect(strstr(err, "FIFO") != NULL, "%s", err);
+}
+
+Test(segment, refuses_files_of_another_owner_even_for_root) {
+    if (getuid() != 0) cr_skip_test("needs root to chown");
+    lks_segment_unmap(create(), 0);
+    cr_assert_eq(chown(path, 65534, 65534), 0);
+    expect_refused("owned by uid 65534");
+    struct lks_segment_head head;
+    char err[256] = "";
+    cr_expect_eq(lks_segment_load_head(path, &head, err, sizeof err), -1);
+    cr_assert_eq(chown(dir, 65534, 65534), 0);
+    cr_expect_eq(lks_segment_dir_check(dir, err, sizeof err), -1);
+    cr_expect(strstr(err, "belongs to uid 65534") != NULL, "%s", err);
+    cr_assert_eq(chown(dir, 0, 0), 0);
+}
+
+/* A segment of a process that exited `ago_s` seconds ago. */
+static void make_dead(int64_t ago_s, int kept) {
+    struct lks_header *h = create();
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    h->start_realtime_ns = now - (ago_s + 1) * 1000000000;
+    atomic_store(&h->exit_realtime_ns, now - ago_s * 1000000000);
+    atomic_store(&h->exited, 1);
+    atomic_store(&h->kept, (uint32_t)kept);
+    lks_segment_unmap(h, h->total_size);
+}
+
+Test(segment, sweep_follows_the_policy) {
+    make_dead(10, 0);
+    cr_expect_eq(lks_segment_dir_sweep(dir, 3600), 0, "within the grace period");
+    cr_expect_eq(access(path, F_OK), 0);
+    make_dead(10, 1);
+    cr_expect_eq(lks_segment_dir_sweep(dir, 5), 0, "kept");
+    make_dead(10, 0);
+    cr_expect_eq(lks_segment_dir_sweep(dir, 5), 1, "dead past the grace period");
+    cr_expect_neq(access(path, F_OK), 0);
+    /* The running process itself is never removed. */
+    struct lks_header *h = create();
+    char seg[300];
+    snprintf(seg, sizeof seg, "%s/4242.seg", dir);
+    char me[300];
+    snprintf(me, sizeof me, "%s/%d.seg", dir, (int)getpid());
+    cr_assert_eq(rename(seg, me), 0);
+    h->pid = getpid();
+    h->proc_start_ticks = lks_proc_start_ticks(getpid());
+    cr_expect_eq(lks_segment_dir_sweep(dir, 0), 0, "alive");
+    cr_expect_eq(access(me, F_OK), 0);
+    lks_segment_unmap(h, h->total_size);
+    /* Another version's or a foreign file is not ours to remove. */
+    FILE *f = fopen(path, "w");
+    fputs("LKSSEG\1\1 from another version", f);
+    fclose(f);
+    cr_expect_eq(lks_segment_dir_sweep(dir, 0), 0);
+    cr_expect_eq(access(path, F_OK), 0);
 }
