@@ -189,6 +189,7 @@ static void init_locked(void) {
     }
     fill_identity(h);
     write_subsys_names(h);
+    lks_segment_dir_sweep_maybe(g_dir); /* dead segments of this user (docs/SEGMENTS.md) */
     pthread_atfork(NULL, NULL, fork_child);
     struct live *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (page != MAP_FAILED && madvise(page, 4096, MADV_WIPEONFORK) == 0) g_live = page;
