@@ -2,6 +2,8 @@
  * text for a terminal, JSON for tools. */
 #include "summary.h"
 
+#include <stdlib.h>
+
 #include "fd_report.h"
 #include "heap_report.h"
 #include "json.h"
@@ -43,19 +45,44 @@ void summary_json(FILE *out, struct seg_list *l, int want_fd, int want_heap, int
     fputs("}\n", out);
 }
 
-void summary_text(FILE *out, struct seg_list *l, int want_fd, int want_heap) {
-    fprintf(out, "\nleakscope: %zu process%s traced\n", l->n, l->n == 1 ? "" : "es");
-    for (size_t i = 0; i < l->n; i++) {
-        struct lks_header *h = l->seg[i];
-        struct lks_symbolizer *sym = lks_symbolizer_new(h);
-        fprintf(out, "pid %d (%s) ppid %d", h->pid, h->comm, h->ppid);
-        if (h->forked_from) fprintf(out, ", forked from %d without exec", h->forked_from);
-        fprintf(out, "%s%s%s\n", h->role[0] ? " role " : "", h->role,
-                lks_segment_process_alive(h) ? " [still running]" : "");
-        if (want_fd && (h->features & LKS_FEATURE_FD)) fd_report_text(out, h, sym);
-        if (want_heap && (h->features & LKS_FEATURE_HEAP)) heap_report_text(out, h, sym);
-        lks_symbolizer_free(sym);
-    }
-    if (want_fd) verdict_text(out, l);
+/* Index of the process whose pid is h's parent in the list, or -1. */
+static long parent_index(struct seg_list *l, const struct lks_header *h) {
+    for (size_t i = 0; i < l->n; i++)
+        if (l->seg[i] != h && l->seg[i]->pid == h->ppid) return (long)i;
+    return -1;
 }
 
+static void process_text(FILE *out, struct lks_header *h, int depth, int want_fd, int want_heap) {
+    struct lks_symbolizer *sym = lks_symbolizer_new(h);
+    fprintf(out, "%*spid %d (%s) ppid %d", 2 * depth, "", h->pid, h->comm, h->ppid);
+    if (h->forked_from) fprintf(out, ", forked from %d without exec", h->forked_from);
+    fprintf(out, "%s%s%s\n", h->role[0] ? " role " : "", h->role,
+            lks_segment_process_alive(h) ? " [still running]" : "");
+    if (want_fd && (h->features & LKS_FEATURE_FD)) fd_report_text(out, h, sym);
+    if (want_heap && (h->features & LKS_FEATURE_HEAP)) heap_report_text(out, h, sym);
+    lks_symbolizer_free(sym);
+}
+
+/* The process tree: each process, then its children one level deeper;
+ * shown[] keeps a corrupt ppid cycle from recursing forever. */
+static void tree_text(FILE *out, struct seg_list *l, char *shown, size_t at, int depth,
+                      int want_fd, int want_heap) {
+    if (shown[at]) return;
+    shown[at] = 1;
+    process_text(out, l->seg[at], depth, want_fd, want_heap);
+    for (size_t i = 0; i < l->n; i++)
+        if (parent_index(l, l->seg[i]) == (long)at)
+            tree_text(out, l, shown, i, depth + 1, want_fd, want_heap);
+}
+
+void summary_text(FILE *out, struct seg_list *l, int want_fd, int want_heap) {
+    fprintf(out, "\nleakscope: %zu process%s traced\n", l->n, l->n == 1 ? "" : "es");
+    char *shown = calloc(l->n ? l->n : 1, 1);
+    for (size_t i = 0; shown && i < l->n; i++)
+        if (parent_index(l, l->seg[i]) < 0) tree_text(out, l, shown, i, 0, want_fd, want_heap);
+    /* Whatever no root reaches (a ppid cycle after pid reuse), flat. */
+    for (size_t i = 0; i < l->n; i++)
+        if (!shown || !shown[i]) process_text(out, l->seg[i], 0, want_fd, want_heap);
+    free(shown);
+    if (want_fd) verdict_text(out, l);
+}

@@ -4,6 +4,8 @@
 # --track-fds=yes, strace -f. Medians of REPS interleaved runs; ratios to the
 # baseline.
 # usage: bench/fdtrack/run.sh [BUILD_DIR] [N] [REPS]
+# FDTRACK_BEFORE=path/to/other/libfdtrack.so adds a row for that shim (an
+# older build), run interleaved with the others: before/after in one run.
 set -euo pipefail
 BUILD=${1:-build}
 N=${2:-200000}
@@ -29,6 +31,7 @@ run_once() {
 for _ in $(seq "$REPS"); do
   run_once baseline "$N" env
   run_once fdtrack "$N" env LEAKSCOPE_DIR="$DIR" LD_PRELOAD="$SHIM"
+  [ -n "${FDTRACK_BEFORE:-}" ] && run_once before "$N" env LEAKSCOPE_DIR="$DIR" LD_PRELOAD="$(realpath "$FDTRACK_BEFORE")"
   run_once valgrind $((N / 10)) valgrind -q --track-fds=yes
   run_once strace $((N / 20)) strace -f -qq -o /dev/null
 done
@@ -38,7 +41,8 @@ done
 
 printf '| tool | file open+close ns | ratio | socket+connect+close ns | ratio | pipe2+close ns | ratio |\n'
 printf '|---|---|---|---|---|---|---|\n'
-for t in baseline fdtrack valgrind strace; do
+TOOLS="baseline ${FDTRACK_BEFORE:+before} fdtrack valgrind strace"
+for t in $TOOLS; do
   printf '| %s ' "$t"
   for w in file socket pipe; do
     printf '| %s | %.2fx ' "${RESULT[$t,$w]}" "$(echo "${RESULT[$t,$w]} / ${RESULT[baseline,$w]}" | bc -l)"
