@@ -263,6 +263,7 @@ int series_sample(struct series_reader *r, struct lks_header *seg, const struct 
     out->producer = producer_name(seg->producer);
     out->features = atomic_load(&seg->features);
     out->alive = lks_segment_process_alive(seg);
+    out->kept = atomic_load(&seg->kept) != 0;
     out->exit_time = seg->exited && seg->exit_realtime_ns > 0 ? (double)seg->exit_realtime_ns / 1e9 : 0;
     out->rss_bytes = out->alive ? rss_bytes(seg->pid) : -1;
     out->fds_limit = seg->rlimit_nofile_cur > INT64_MAX ? INT64_MAX : (int64_t)seg->rlimit_nofile_cur;
@@ -386,16 +387,19 @@ static int read_at(int fd, void *buf, size_t len, uint64_t off) {
  * Returns NULL; *skip says why when the file is not one we may read. */
 static struct lks_header *load_segment(struct series_reader *r, const char *path, int *skip) {
     *skip = -1;
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return NULL; /* gone since readdir: not an error */
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < (off_t)sizeof(struct lks_header) ||
-        st.st_size > (off_t)1 << 32) {
+    char err[400];
+    int fd = lks_open_regular(path, 1, &st, err, sizeof err);
+    if (fd < 0) {
+        if (errno != ENOENT) *skip = SERIES_SKIP_INVALID; /* ENOENT: gone since readdir */
+        return NULL;
+    }
+    if (st.st_size < (off_t)sizeof(struct lks_header) || st.st_size > (off_t)1 << 32) {
         *skip = SERIES_SKIP_INVALID;
         close(fd);
         return NULL;
     }
-    if (st.st_uid != getuid() && getuid() != 0) {
+    if (st.st_uid != getuid()) { /* root included: nobody else's segments */
         *skip = SERIES_SKIP_FOREIGN;
         close(fd);
         return NULL;
@@ -461,7 +465,15 @@ int series_scan(struct series_reader *r, const char *dir, const pid_t *only, siz
         if (r->names_cap && names_rehash(r, r->names_cap, r->round - SWEEP_ROUNDS) != 0) return -1;
     }
     DIR *d = opendir(dir);
+    if (!d && errno == ENOENT) return 0; /* nothing traced yet */
+    char why[300];
     if (!d) return -1;
+    if (lks_segment_dir_check(dir, why, sizeof why) != 0) { /* sets errno */
+        int e = errno;
+        closedir(d);
+        errno = e;
+        return -1;
+    }
     struct sockidle *idle = sockidle_scan(r->idle_ms, out->sockdiag_err, sizeof out->sockdiag_err);
     out->sockdiag_ok = idle != NULL;
     size_t cap = 0;

@@ -412,7 +412,7 @@ static char *scrape(struct server *sv, int openmetrics, size_t *len, char *err, 
         if (!since || now - since < sv->linger_s) {
             mask[i] = 1;
             lingering += since != 0;
-        } else if (!sv->keep && unlink(p->path) == 0) {
+        } else if (!sv->keep && !p->kept && unlink(p->path) == 0) {
             sv->removed++;
         }
     }
