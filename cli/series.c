@@ -6,6 +6,7 @@
 #include "segdir.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,13 +37,64 @@ struct name_entry {
     char *frames;
 };
 
+/* A process's symbolizer, kept across rounds: creating one (libdwfl loading
+ * a module's symbols and DWARF) costs far more than a round. It is rebound
+ * to the round's copy of the segment before use (modules are only ever
+ * appended, so what it loaded stays valid). */
+struct proc_sym {
+    pid_t pid;
+    uint64_t start_ticks;
+    uint64_t last_round;
+    struct lks_symbolizer *sym;
+};
+
 struct series_reader {
     unsigned top_sites;
     uint32_t idle_ms;
     uint64_t round;
     struct name_entry *names;
     size_t names_cap, names_used; /* cap: power of two */
+    struct proc_sym *syms;
+    size_t nsyms, syms_cap;
+    void *buf; /* the segment being sampled (load_segment) */
+    size_t buf_len;
 };
+
+static void proc_sym_free(struct proc_sym *p) { lks_symbolizer_free(p->sym); }
+
+/* Drops the symbolizers of processes not sampled since min_round. */
+static void syms_sweep(struct series_reader *r, uint64_t min_round) {
+    size_t k = 0;
+    for (size_t i = 0; i < r->nsyms; i++) {
+        if (r->syms[i].last_round >= min_round) r->syms[k++] = r->syms[i];
+        else proc_sym_free(&r->syms[i]);
+    }
+    r->nsyms = k;
+}
+
+/* The symbolizer of seg's process, its module table brought up to date. */
+static struct lks_symbolizer *proc_symbolizer(struct series_reader *r, struct lks_header *seg) {
+    struct proc_sym *p = NULL;
+    for (size_t i = 0; i < r->nsyms && !p; i++)
+        if (r->syms[i].pid == seg->pid && r->syms[i].start_ticks == seg->proc_start_ticks)
+            p = &r->syms[i];
+    if (!p) {
+        if (r->nsyms == r->syms_cap) {
+            size_t cap = r->syms_cap ? r->syms_cap * 2 : 16;
+            struct proc_sym *n = realloc(r->syms, cap * sizeof *n);
+            if (!n) return NULL;
+            r->syms = n;
+            r->syms_cap = cap;
+        }
+        struct proc_sym fresh = {seg->pid, seg->proc_start_ticks, r->round, NULL};
+        if (!(fresh.sym = lks_symbolizer_new(seg))) return NULL;
+        p = &r->syms[r->nsyms++];
+        *p = fresh;
+    }
+    lks_symbolizer_rebind(p->sym, seg);
+    p->last_round = r->round;
+    return p->sym;
+}
 
 struct series_reader *series_reader_new(unsigned top_sites, uint32_t idle_ms) {
     struct series_reader *r = calloc(1, sizeof *r);
@@ -63,6 +115,9 @@ static void names_clear(struct name_entry *v, size_t cap) {
 void series_reader_free(struct series_reader *r) {
     if (!r) return;
     names_clear(r->names, r->names_cap);
+    syms_sweep(r, UINT64_MAX);
+    free(r->syms);
+    free(r->buf);
     free(r);
 }
 
@@ -100,6 +155,7 @@ static int names_rehash(struct series_reader *r, size_t ncap, uint64_t min_round
  * need) when new. NULL only when out of memory. */
 static struct name_entry *site_names(struct series_reader *r, struct lks_header *seg,
                                      struct lks_symbolizer **sym, const struct lks_site *site) {
+    /* *sym: this process's symbolizer, looked up on first need. */
     if ((r->names_used + 1) * 2 > r->names_cap &&
         names_rehash(r, r->names_cap ? r->names_cap * 2 : 1024, 0) != 0)
         return NULL;
@@ -112,7 +168,7 @@ static struct name_entry *site_names(struct series_reader *r, struct lks_header 
         }
         j = (j + 1) & (r->names_cap - 1);
     }
-    if (!*sym && !(*sym = lks_symbolizer_new(seg))) return NULL;
+    if (!*sym && !(*sym = proc_symbolizer(r, seg))) return NULL;
     char head[512], frames[FRAMES_TEXT];
     lks_symbolize_headline(*sym, site, head, sizeof head);
     size_t used = 0;
@@ -190,6 +246,7 @@ int series_sample(struct series_reader *r, struct lks_header *seg, const struct 
     out->producer = producer_name(seg->producer);
     out->features = atomic_load(&seg->features);
     out->alive = lks_segment_process_alive(seg);
+    out->kept = atomic_load(&seg->kept) != 0;
     out->exit_time = seg->exited && seg->exit_realtime_ns > 0 ? (double)seg->exit_realtime_ns / 1e9 : 0;
     out->rss_bytes = out->alive ? rss_bytes(seg->pid) : -1;
     out->fds_limit = seg->rlimit_nofile_cur > INT64_MAX ? INT64_MAX : (int64_t)seg->rlimit_nofile_cur;
@@ -282,7 +339,6 @@ int series_sample(struct series_reader *r, struct lks_header *seg, const struct 
         d->heap_live_bytes = s->heap_live_bytes > 0 ? s->heap_live_bytes : 0;
         d->heap_live_allocs = s->heap_live_allocs > 0 ? s->heap_live_allocs : 0;
     }
-    if (sym) lks_symbolizer_free(sym);
     free(top_fd);
     free(vals);
     return rc;
@@ -294,29 +350,90 @@ void series_proc_free(struct series_proc *p) {
     p->nsites = 0;
 }
 
-/* A private copy of a segment whose heap area is not torn (retried), or
- * NULL; *skip says why when the file is not one we may read. */
-static struct lks_header *load_segment(const char *path, int *skip) {
-    struct stat st;
+/* Reads len bytes at off into buf; 0 if all of them came. */
+static int read_at(int fd, void *buf, size_t len, uint64_t off) {
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return -1;
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+/* A private, validated copy of what sampling reads, in the reader's reused
+ * buffer: the header is checked by lks_segment_validate first, then only the
+ * tables, the descriptors below fd_hiwater and the heap area are copied
+ * (a whole copy would be mostly the unused descriptor table). Everything
+ * else in the buffer is stale and never read. Re-reads a torn heap area.
+ * Returns NULL; *skip says why when the file is not one we may read. */
+static struct lks_header *load_segment(struct series_reader *r, const char *path, int *skip) {
     *skip = -1;
-    if (lstat(path, &st) != 0) return NULL; /* gone since readdir: not an error */
-    if (st.st_uid != getuid()) { /* root too: see docs/SEGMENTS.md */
-        *skip = SERIES_SKIP_FOREIGN;
+    struct stat st;
+    char err[400];
+    int fd = lks_open_regular(path, 1, &st, err, sizeof err);
+    if (fd < 0) {
+        if (errno != ENOENT) *skip = SERIES_SKIP_INVALID; /* ENOENT: gone since readdir */
         return NULL;
     }
-    char err[400];
-    for (int attempt = 0;; attempt++) {
-        struct lks_header *h = lks_segment_load(path, err, sizeof err);
-        if (!h) {
-            if (access(path, F_OK) == 0) *skip = SERIES_SKIP_INVALID;
+    if (st.st_size < (off_t)sizeof(struct lks_header) || st.st_size > (off_t)1 << 32) {
+        *skip = SERIES_SKIP_INVALID;
+        close(fd);
+        return NULL;
+    }
+    if (st.st_uid != getuid()) { /* root included: nobody else's segments */
+        *skip = SERIES_SKIP_FOREIGN;
+        close(fd);
+        return NULL;
+    }
+    size_t len = (size_t)st.st_size;
+    if (len > r->buf_len) {
+        free(r->buf);
+        r->buf = aligned_alloc(64, (len + 63) & ~(size_t)63);
+        r->buf_len = r->buf ? len : 0;
+        if (!r->buf) {
+            close(fd);
             return NULL;
         }
-        const char *why;
-        if (!(atomic_load(&h->features) & LKS_FEATURE_HEAP) || lks_heapseg_check(h, &why) ||
-            attempt == TORN_RETRIES)
-            return h;
-        lks_segment_free(h);
     }
+    struct lks_header *h = r->buf;
+    char why[200];
+    *skip = SERIES_SKIP_INVALID;
+    if (read_at(fd, h, sizeof *h, 0) != 0 || lks_segment_validate(h, len, why, sizeof why) != 0 ||
+        h->subsys_off > h->sites_off) {
+        close(fd);
+        return NULL;
+    }
+    uint64_t hiwater = (uint64_t)(uint32_t)atomic_load(&h->fd_hiwater);
+    if (hiwater > h->fds_cap) hiwater = h->fds_cap;
+    /* header .. end of the string area: subsystems, modules, sites, frames,
+     * string keys and strings (the validated layout keeps them in order). */
+    uint64_t tables_end = h->strings_off + h->strings_size;
+    if (read_at(fd, (char *)h + sizeof *h, tables_end - sizeof *h, sizeof *h) != 0 ||
+        read_at(fd, lks_fd_table(h), hiwater * sizeof(struct lks_fd), h->fds_off) != 0) {
+        close(fd);
+        return NULL;
+    }
+    for (int attempt = 0; h->heap_size; attempt++) {
+        const char *torn;
+        if (read_at(fd, lks_heap_area(h), h->heap_size, h->heap_off) != 0) {
+            close(fd);
+            return NULL;
+        }
+        if (!(atomic_load(&h->features) & LKS_FEATURE_HEAP) || lks_heapseg_check(h, &torn) ||
+            attempt == TORN_RETRIES)
+            break;
+    }
+    close(fd);
+    atomic_store(&h->fd_hiwater, (int32_t)hiwater);
+    h->comm[sizeof h->comm - 1] = 0;
+    h->role[sizeof h->role - 1] = 0;
+    h->session[sizeof h->session - 1] = 0;
+    h->exe[sizeof h->exe - 1] = 0;
+    lks_string_area(h)[h->strings_size - 1] = 0; /* lks_string() relies on it */
+    *skip = -1;
+    return h;
 }
 
 static int by_pid(const void *a, const void *b) {
@@ -328,12 +445,21 @@ int series_scan(struct series_reader *r, const char *dir, const pid_t *only, siz
                 struct series_round *out) {
     memset(out, 0, sizeof *out);
     r->round++;
-    if (r->round % SWEEP_ROUNDS == 0 && r->names_cap &&
-        names_rehash(r, r->names_cap, r->round - SWEEP_ROUNDS) != 0)
-        return -1;
+    if (r->round % SWEEP_ROUNDS == 0) {
+        syms_sweep(r, r->round - SWEEP_ROUNDS);
+        if (r->names_cap && names_rehash(r, r->names_cap, r->round - SWEEP_ROUNDS) != 0) return -1;
+    }
     segdir_sweep(dir); /* exporters remove dead segments (docs/SEGMENTS.md) */
     DIR *d = opendir(dir);
+    if (!d && errno == ENOENT) return 0; /* nothing traced yet */
+    char why[300];
     if (!d) return -1;
+    if (lks_segment_dir_check(dir, why, sizeof why) != 0) { /* sets errno */
+        int e = errno;
+        closedir(d);
+        errno = e;
+        return -1;
+    }
     struct sockidle *idle = sockidle_scan(r->idle_ms, out->sockdiag_err, sizeof out->sockdiag_err);
     out->sockdiag_ok = idle != NULL;
     size_t cap = 0;
@@ -356,14 +482,13 @@ int series_scan(struct series_reader *r, const char *dir, const pid_t *only, siz
         char path[600];
         if (snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= (int)sizeof path) continue;
         int skip;
-        struct lks_header *h = load_segment(path, &skip);
+        struct lks_header *h = load_segment(r, path, &skip);
         if (!h) {
             if (skip >= 0) out->skipped[skip]++;
             continue;
         }
         struct series_proc *p = &out->procs[out->n];
         int rc = series_sample(r, h, idle, p);
-        lks_segment_free(h);
         if (rc != 0) {
             series_proc_free(p);
             goto oom;
