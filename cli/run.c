@@ -331,7 +331,8 @@ int cmd_run(int argc, char **argv) {
     if (l.n == 0 && !(off && *off && strcmp(off, "0") != 0)) {
         /* Say so rather than summarize nothing as "no leak". */
         fprintf(stderr, "leakscope run: no process of this run was traced: the shims never started "
-                "in %s (statically linked, setuid, or started with LD_PRELOAD cleared); "
+                "in %s (a statically linked program, a setuid one, LD_PRELOAD cleared, or the "
+                "loader refused the shim libraries); "
                 "no verdict\n", argv[i]);
         seg_list_free(&l);
         return status ? status : 2;
