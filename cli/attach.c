@@ -195,8 +195,7 @@ int cmd_attach(int argc, char **argv) {
         free(rules);
         return code;
     }
-    if (!quiet)
-        fprintf(stderr, "leakscope attach: tracing pid %d (%s) since %.2f s; Ctrl-C to detach\n",
+    fprintf(stderr, "leakscope attach: tracing pid %d (%s) since %.2f s; Ctrl-C to detach\n",
                 (int)pid, p->targets[0].seg->comm, p->attach_s);
     double start = mono_s(), last_sync = start;
     while (!stop_requested) {

@@ -13,14 +13,21 @@
  * exponential distribution, as tcmalloc does; only allocations that cross it
  * are recorded and the loader scales them up.
  */
-#include "vmlinux.h"
-#include <bpf/bpf_core_read.h>
+/* No vmlinux.h and no CO-RE here: uprobes need no kernel types, and an
+ * object without relocations spares the loader parsing the kernel's BTF. */
+#include <linux/bpf.h>
+#include <linux/ptrace.h>
+#include <linux/types.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
 #include "heapprobe.h"
 
 char LICENSE[] SEC("license") = "GPL";
+
+typedef __u32 u32;
+typedef __u64 u64;
+typedef __s64 s64;
 
 const volatile unsigned long long sample_bytes = 0;
 

@@ -9,7 +9,7 @@
 #define LKS_HEAPPROBE_H
 
 #define HP_MAX_FRAMES 16
-#define HP_MAX_LIVE (1 << 20)
+#define HP_MAX_LIVE (1 << 19)
 #define HP_MAX_SITES 16384
 
 struct hp_live {
