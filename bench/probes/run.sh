@@ -7,7 +7,9 @@
 # open/close; a memleak-style bpftrace script (uprobes + uretprobes on the
 # allocator, live table keyed by address, user stacks); bcc's memleak and
 # opensnoop when they can run here (they need kernel headers and kprobes).
-# Medians of REPS interleaved runs; ratios to the baseline.
+# Medians of REPS interleaved runs; ratios to the baseline. Every tracer is
+# given the pid (bpftrace -p), so uprobes exist only in the workload: a
+# uprobe on libc without a pid traps in every process of the machine.
 # usage: bench/probes/run.sh [BUILD_DIR] [FILE_N] [HEAP_N] [REPS]     (root)
 set -uo pipefail
 BUILD=${1:-build}
@@ -46,17 +48,17 @@ one() {
       tpid=$!
       for _ in $(seq 100); do grep -q "tracing pid" "$TMP/tool.log" && { ready=1; break; }; sleep 0.1; done ;;
     bpftrace-tp3)
-      bpftrace -e "tracepoint:syscalls:sys_enter_openat /pid == $pid/ { @open[tid] = nsecs; }
+      bpftrace -p "$pid" -e "tracepoint:syscalls:sys_enter_openat /pid == $pid/ { @open[tid] = nsecs; }
         tracepoint:syscalls:sys_exit_openat /pid == $pid/ { @opened = count(); delete(@open[tid]); }
         tracepoint:syscalls:sys_enter_close /pid == $pid/ { @closed = count(); }" >"$TMP/tool.log" 2>&1 &
       tpid=$! ;;
     bpftrace-libc-uprobes)
-      bpftrace -e "uprobe:$libc:open /pid == $pid/ { @open[ustack] = count(); }
+      bpftrace -p "$pid" -e "uprobe:$libc:open /pid == $pid/ { @open[ustack] = count(); }
         uretprobe:$libc:open /pid == $pid/ { @fds = count(); }
         uprobe:$libc:close /pid == $pid/ { @close = count(); }" >"$TMP/tool.log" 2>&1 &
       tpid=$! ;;
     bpftrace-memleak)
-      bpftrace -e "uprobe:$libc:malloc,uprobe:$libc:valloc /pid == $pid/ { @size[tid] = arg0; @stk[tid] = ustack; }
+      bpftrace -p "$pid" -e "uprobe:$libc:malloc,uprobe:$libc:valloc /pid == $pid/ { @size[tid] = arg0; @stk[tid] = ustack; }
         uprobe:$libc:calloc /pid == $pid/ { @size[tid] = arg0 * arg1; @stk[tid] = ustack; }
         uprobe:$libc:realloc /pid == $pid/ { @size[tid] = arg1; @stk[tid] = ustack; if (arg0) { delete(@live[arg0]); } }
         uretprobe:$libc:malloc,uretprobe:$libc:calloc,uretprobe:$libc:realloc,uretprobe:$libc:valloc /pid == $pid/ {

@@ -11,9 +11,20 @@
 ATTACHEE=${ATTACHEE:-$(dirname "$LEAKSCOPE")/attachee}
 S="$TMP/attach.json"
 
-# Programs of ours still loaded in the kernel (fdp_*, hp_*).
-loaded() { bpftool prog list 2>/dev/null | grep -cE ' name (fdp_|hp_)' || true; }
-before_loaded=$(loaded)
+# BPF objects (programs, maps, links) held by process $1, as "kind:id".
+bpf_ids() {
+  grep -hE '^(prog_id|map_id|link_id):' /proc/"$1"/fdinfo/* 2>/dev/null |
+    sed 's/_id:[[:space:]]*/:/' | sort -u
+}
+# How many of those ids (from bpf_ids) still exist in the kernel.
+still_loaded() {
+  local n=0 kind id
+  for x in $1; do
+    kind=${x%%:*} id=${x#*:}
+    bpftool "$kind" show id "$id" >/dev/null 2>&1 && n=$((n + 1))
+  done
+  echo $n
+}
 
 # start_attachee NAME: runs attachee fed and read through two fifos whose
 # descriptors are NAME_w and NAME_r; its pid in ATT_PID.
@@ -44,7 +55,10 @@ attach_bg() {
   ATTACH_PID=$! # the command itself: signals reach it
   CLEANUP+=("kill -9 $ATTACH_PID")
   for _ in $(seq 100); do
-    grep -q "tracing pid" "$log" && return 0
+    if grep -q "tracing pid" "$log"; then
+      ATTACH_IDS=$(bpf_ids $ATTACH_PID)
+      return 0
+    fi
     kill -0 $ATTACH_PID 2>/dev/null || break
     sleep 0.1
   done
@@ -92,7 +106,9 @@ check_true "text says what came before attach" grep -q "allocations made before 
 check_true "text says how stacks were unwound" grep -qE "call sites: [0-9]+ of [0-9]+ creation stacks unwound" "$TMP/a.log"
 check_true "verdict names the file leak's call site" \
   grep -q "LEAK 5 file descriptors in pid $pid (attachee), opened at attachee_open_files" "$TMP/a.log"
-check "nothing left loaded after SIGINT" "$before_loaded" "$(loaded)"
+check_true "attach held programs, maps and links while tracing" \
+  test "$(echo "$ATTACH_IDS" | grep -c '^prog:')" -ge 4 -a "$(echo "$ATTACH_IDS" | grep -c '^link:')" -ge 4
+check "nothing left loaded after SIGINT" 0 "$(still_loaded "$ATTACH_IDS")"
 check "segment removed after the summary" 0 "$(ls "$LEAKSCOPE_DIR" | wc -l)"
 check_true "attach and detach times are reported (bench/probes measures them)" \
   grep -qE "attached in [0-9.]+ s, detached in [0-9.]+ s" "$TMP/a.log"
@@ -119,19 +135,19 @@ echo quit >&"$b_w"
 wait $ATTACH_PID
 check "attach ends when the target exits, status 0" 0 $?
 check "exited target marked exited" true "$(jq ".processes[] | select(.pid==$pid2) | .exited" "$TMP/b.json")"
-check "nothing left loaded after the target exited" "$before_loaded" "$(loaded)"
+check "nothing left loaded after the target exited" 0 "$(still_loaded "$ATTACH_IDS")"
 
 start_attachee c
 pid3=$ATT_PID
 attach_bg "$TMP/c.log" "$pid3" --duration 1 --quiet
 wait $ATTACH_PID
 check "--duration ends attach, status 0" 0 $?
-check "nothing left loaded after --duration" "$before_loaded" "$(loaded)"
+check "nothing left loaded after --duration" 0 "$(still_loaded "$ATTACH_IDS")"
 attach_bg "$TMP/c2.log" "$pid3" --heap --quiet
 kill -TERM $ATTACH_PID
 wait $ATTACH_PID
 check "SIGTERM ends attach, status 0" 0 $?
-check "nothing left loaded after SIGTERM" "$before_loaded" "$(loaded)"
+check "nothing left loaded after SIGTERM" 0 "$(still_loaded "$ATTACH_IDS")"
 tell c "churn 10"
 
 # ---- 4. cannot trace: one clear message, exit 2, nothing loaded ----
@@ -152,7 +168,6 @@ setpriv --reuid=nobody --regid=nogroup --clear-groups --inh-caps=-all \
   "$LEAKSCOPE" attach --dir "$NB" "$pid3" 2>"$TMP/e4" >/dev/null
 check "as user nobody: exit 2" 2 $?
 check_true "as user nobody: names what is missing" grep -q "needs CAP_BPF" "$TMP/e4"
-check "nothing loaded by refused attaches" "$before_loaded" "$(loaded)"
 check "attachee survived every attach" ok "$(tell c 'open 1' && echo ok)"
 
 finish
