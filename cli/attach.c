@@ -197,14 +197,17 @@ int cmd_attach(int argc, char **argv) {
     }
     fprintf(stderr, "leakscope attach: tracing pid %d (%s) since %.2f s; Ctrl-C to detach\n",
                 (int)pid, p->targets[0].seg->comm, p->attach_s);
-    double start = mono_s(), last_sync = start;
+    double start = mono_s(), last_sync = start, sync_every = 1.0;
     while (!stop_requested) {
         if (probes_poll(p, 100)) break; /* the process exited */
         double now = mono_s();
         if (duration > 0 && now - start >= duration) break;
-        if (want_heap && now - last_sync >= 1.0) {
+        /* Walking a big live table costs the machine CPU too: at most a
+         * tenth of the time goes to it. */
+        if (want_heap && now - last_sync >= sync_every) {
             probes_sync_heap(p);
-            last_sync = now;
+            last_sync = mono_s();
+            sync_every = 10 * (last_sync - now) > 1.0 ? 10 * (last_sync - now) : 1.0;
         }
     }
     probes_detach(p);

@@ -150,7 +150,23 @@ check "SIGTERM ends attach, status 0" 0 $?
 check "nothing left loaded after SIGTERM" 0 "$(still_loaded "$ATTACH_IDS")"
 tell c "churn 10"
 
-# ---- 4. cannot trace: one clear message, exit 2, nothing loaded ----
+# ---- 4. --sample-bytes: estimates with their error ----
+# 2000 live blocks of 1000 bytes (2 MB) sampled about once per 4096 bytes:
+# ~490 samples, a standard deviation of ~9%; the estimate must fall within
+# 4 of its own standard deviations of the truth (fails ~1 run in 15000).
+attach_bg "$TMP/s.log" "$pid3" --heap --sample-bytes 4096 --summary "$TMP/s.json"
+tell c "malloc 2000 1000"
+kill -INT $ATTACH_PID
+wait $ATTACH_PID
+est=$(sed -n 's/.*live heap estimate \([0-9]*\) bytes +\/- \([0-9]*\).*/\1 \2/p' "$TMP/s.log")
+check_true "sampled: estimate and error printed ($est)" test -n "$est"
+check_true "sampled: 2000000 bytes within 4 sd of the estimate ($est)" \
+  awk -v e="${est% *}" -v sd="${est#* }" 'BEGIN { d = e - 2000000; if (d < 0) d = -d; exit !(sd > 0 && sd < 400000 && d <= 4 * sd) }'
+check_true "sampled: fewer blocks recorded than made" \
+  test "$(jq "[.processes[0].heap.by_subsystem[].allocs] | add" "$TMP/s.json")" -lt 2000
+check "nothing left loaded after sampling" 0 "$(still_loaded "$ATTACH_IDS")"
+
+# ---- 5. cannot trace: one clear message, exit 2, nothing loaded ----
 lks attach 999999999 >/dev/null 2>"$TMP/e1"
 check "bad pid: exit 2" 2 $?
 check_true "bad pid: says so" grep -q "bad pid\|no such process" "$TMP/e1"
