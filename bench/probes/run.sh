@@ -44,7 +44,7 @@ one() {
       local opt=--fd
       [ "$tool" = attach-heap ] && opt=--heap
       [ "$tool" = attach-heap-sampled ] && opt="--heap --sample-bytes 524288"
-      "$LKS" attach "$pid" $opt --quiet 2>"$TMP/tool.log" &
+      "$LKS" attach "$pid" $opt 2>"$TMP/tool.log" &
       tpid=$!
       for _ in $(seq 100); do grep -q "tracing pid" "$TMP/tool.log" && { ready=1; break; }; sleep 0.1; done ;;
     bpftrace-tp3)
@@ -91,8 +91,16 @@ one() {
   echo go >&$W
   read -r line <&$R
   exec {W}>&- {R}<&-
-  [ -n "$tpid" ] && { kill -INT "$tpid" 2>/dev/null; wait "$tpid" 2>/dev/null; }
+  # SIGTERM: background jobs of a script ignore SIGINT, and python (bcc)
+  # keeps ignoring it.
+  [ -n "$tpid" ] && { kill -TERM "$tpid" 2>/dev/null; wait "$tpid" 2>/dev/null; }
   wait "$bpid" 2>/dev/null
+  # A tracer that died while the workload ran measured nothing.
+  if grep -qE 'Traceback|ERROR|cannot attach' "$TMP/tool.log"; then
+    echo "$tool: failed while running: $(grep -m1 -E 'Exception|ERROR|cannot' "$TMP/tool.log")" >>"$TMP/failures"
+    echo -
+    return
+  fi
   if [[ $tool == attach-* ]]; then
     sed -n 's/.*attached in \([0-9.]*\) s, detached in \([0-9.]*\) s.*/\1 \2/p' "$TMP/tool.log" >>"$TMP/attach-times"
   fi
