@@ -13,6 +13,7 @@ struct command {
 
 static const struct command commands[] = {
     {"run", cmd_run, "run a command under the shims and summarize its leaks"},
+    {"attach", cmd_attach, "trace a running process with eBPF, no restart (root)"},
     {"ls", cmd_ls, "list traced processes in the segment directory"},
     {"show", cmd_show, "summarize traced processes by pid, live"},
     {"mark", cmd_mark, "set a heap reference point in a traced process"},

@@ -147,6 +147,30 @@ struct lks_header *lks_segment_create(const char *dir, pid_t pid, uint32_t fds_c
     return h;
 }
 
+uint32_t lks_frame_slot(struct lks_header *h, uint64_t key, struct lks_frame **fresh) {
+    struct lks_frame *frames = lks_frame_table(h);
+    uint32_t mask = h->frames_cap - 1;
+    uint64_t x = key * 0x9E3779B97F4A7C15ull;
+    uint32_t start = (uint32_t)(x >> 32);
+    *fresh = NULL;
+    for (uint32_t probe = 0; probe < 64 && probe <= mask; probe++) {
+        uint32_t i = (start + probe) & mask;
+        uint64_t k = atomic_load_explicit(&frames[i].key, memory_order_acquire);
+        if (k == key) return i + 1;
+        if (k != 0) continue;
+        uint64_t zero = 0;
+        if (!atomic_compare_exchange_strong(&frames[i].key, &zero, key)) {
+            if (zero == key) return i + 1;
+            continue;
+        }
+        atomic_fetch_add_explicit(&h->frames_used, 1, memory_order_relaxed);
+        *fresh = &frames[i];
+        return i + 1;
+    }
+    atomic_fetch_add_explicit(&h->frames_dropped, 1, memory_order_relaxed);
+    return 0;
+}
+
 void lks_segment_unmap(struct lks_header *h, size_t len) {
     if (h) munmap(h, len);
 }

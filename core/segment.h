@@ -323,6 +323,12 @@ static inline void *lks_heap_area(struct lks_header *h) {
     return (char *)h + h->heap_off;
 }
 
+/* Writer: the frame slot for key (a return address, or an interpreter key
+ * with LKS_FRAME_INTERP_BIT): its id (index + 1), or 0 when the table is
+ * full (counted in frames_dropped). *fresh is set when this call claimed the
+ * slot: the caller fills it and sets ready last. Lock-free, no allocation. */
+uint32_t lks_frame_slot(struct lks_header *h, uint64_t key, struct lks_frame **fresh);
+
 /* Frame f of a site, or NULL when lost or not yet written. */
 static inline const struct lks_frame *lks_site_frame(struct lks_header *h,
                                                      const struct lks_site *s, int f) {

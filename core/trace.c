@@ -597,37 +597,11 @@ LKS_EXPORT uint64_t lks_stack_rule_bits(uint64_t hash, const uint64_t *frames, i
 
 LKS_EXPORT uint64_t lks_frame_rule_bits(uint64_t ra) { return lks_modmap_bits(ra); }
 
-/* Claims or finds the frame slot of key; fills it through fill() when new.
- * Returns index + 1, or 0 when the table is full (counted). */
-static uint32_t frame_slot(struct lks_header *h, uint64_t key, struct lks_frame **fresh) {
-    struct lks_frame *frames = lks_frame_table(h);
-    uint32_t mask = h->frames_cap - 1;
-    uint64_t x = key * 0x9E3779B97F4A7C15ull;
-    uint32_t start = (uint32_t)(x >> 32);
-    *fresh = NULL;
-    for (uint32_t probe = 0; probe < 64 && probe <= mask; probe++) {
-        uint32_t i = (start + probe) & mask;
-        uint64_t k = atomic_load_explicit(&frames[i].key, memory_order_acquire);
-        if (k == key) return i + 1;
-        if (k != 0) continue;
-        uint64_t zero = 0;
-        if (!atomic_compare_exchange_strong(&frames[i].key, &zero, key)) {
-            if (zero == key) return i + 1;
-            continue;
-        }
-        atomic_fetch_add_explicit(&h->frames_used, 1, memory_order_relaxed);
-        *fresh = &frames[i];
-        return i + 1;
-    }
-    atomic_fetch_add_explicit(&h->frames_dropped, 1, memory_order_relaxed);
-    return 0;
-}
-
 LKS_EXPORT uint32_t lks_frame_intern_native(uint64_t ra) {
     struct lks_header *h = lks_trace_seg();
     if (!h || ra == 0 || (ra & LKS_FRAME_INTERP_BIT)) return 0;
     struct lks_frame *f;
-    uint32_t id = frame_slot(h, ra, &f);
+    uint32_t id = lks_frame_slot(h, ra, &f);
     if (f) {
         f->kind = LKS_FRAME_NATIVE;
         f->addr = ra;
@@ -645,7 +619,7 @@ LKS_EXPORT uint32_t lks_frame_intern_interp(int kind, uint64_t key, uint64_t cod
     if (!h) return 0;
     key |= LKS_FRAME_INTERP_BIT;
     struct lks_frame *f;
-    uint32_t id = frame_slot(h, key, &f);
+    uint32_t id = lks_frame_slot(h, key, &f);
     if (f) {
         f->kind = (uint8_t)kind;
         f->addr = code;

@@ -11,7 +11,7 @@ PKGS=(
   libbpf-dev bpftool clang llvm
   redis-server nginx-light prometheus
   python3 curl jq procps iproute2 sqlite3 strace valgrind heaptrack hyperfine
-  nodejs
+  nodejs util-linux bpftrace bpfcc-tools
 )
 
 missing=()
