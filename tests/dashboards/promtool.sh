@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# promtool.sh: the Prometheus configuration and every rule file parse, and
+# every alert fires on growth and stays silent on a plateau (rules_test.yml).
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+status=0
+promtool check config "$root/dashboards/prometheus.yml" || status=1
+promtool check rules "$root"/dashboards/rules/*.yml || status=1
+promtool test rules "$here/rules_test.yml" || status=1
+exit $status
