@@ -8,5 +8,6 @@ int cmd_ls(int argc, char **argv);
 int cmd_show(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_record(int argc, char **argv);
+int cmd_stack(int argc, char **argv);
 
 #endif

@@ -18,6 +18,7 @@ static const struct command commands[] = {
     {"mark", cmd_mark, "set a heap reference point in a traced process"},
     {"diff", cmd_diff, "show what was allocated since the mark and is still live"},
     {"serve", cmd_serve, "export traced processes as Prometheus metrics"},
+    {"stack", cmd_stack, "run serve and Prometheus with the dashboards' config and alerts"},
 };
 
 static void usage(FILE *out) {
