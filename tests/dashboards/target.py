@@ -2,7 +2,8 @@
 show, run with Debian's python3 under `leakscope run`: it hits EMFILE once
 (soft limit lowered to 64, then restored), holds 5 idle TCP connections to
 itself (10 established sockets), keeps opening spool files in DIR/spool
-without closing them, and keeps 100 kB buffers alive. It writes its pid to DIR/ready
+without closing them (800 at most, under the usual limit of 1024), and keeps
+25 kB buffers alive. It writes its pid to DIR/ready
 when the EMFILE and the connections are in place, and exits after SECONDS."""
 import os
 import resource
@@ -40,7 +41,8 @@ spool, buffers = [], []
 deadline = time.time() + seconds
 i = 0
 while time.time() < deadline:
-    spool.append(open(os.path.join(work, "spool", f"job-{i}"), "w"))
-    buffers.append(bytearray(100000))
+    if i < 800:
+        spool.append(open(os.path.join(work, "spool", f"job-{i}"), "w"))
+        buffers.append(bytearray(25000))
     i += 1
     time.sleep(0.25)

@@ -26,7 +26,7 @@ wait_for() {
 
 printf 'spool path */spool/*\n' >"$TMP/rules"
 lks run --keep --role oneshot -- /usr/bin/python3 -c 'pass'
-lks run --role worker --rules "$TMP/rules" -- /usr/bin/python3 "$DT/target.py" "$TMP" 120 >"$TMP/run.out" 2>&1 &
+lks run --role worker --rules "$TMP/rules" -- /usr/bin/python3 "$DT/target.py" "$TMP" 300 >"$TMP/run.out" 2>&1 &
 RUN=$!
 CLEANUP+=('[ -s "$TMP/ready" ] && kill $(cat "$TMP/ready"); wait $RUN')
 check_true "traced program ready" wait_for 30 test -s "$TMP/ready"
