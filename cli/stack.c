@@ -37,7 +37,8 @@
 #define EXPORTER_DEFAULT_PORT 9464 /* the target in dashboards/prometheus.yml */
 #define PROMETHEUS_DEFAULT_PORT 9090 /* the url in dashboards/provisioning */
 #define CONFIG_TARGET "127.0.0.1:9464"
-#define START_TIMEOUT_S 60.0
+#define CONFIG_CRAWLER "127.0.0.1:9390" /* leakscope-crawler --metrics-port 9390 */
+#define START_TIMEOUT_S 120.0 /* generous: a loaded machine starts Prometheus slowly */
 #define STOP_TIMEOUT_S 10.0
 
 struct child {
@@ -49,6 +50,7 @@ struct child {
 static void usage(FILE *out) {
     fputs("usage: leakscope stack [--dir DIR] [--listen ADDR:PORT] [--prometheus-listen ADDR:PORT]\n"
           "                       [--dashboards DIR] [--scrape-interval DURATION] [--idle-after S]\n"
+          "                       [--crawler ADDR:PORT]\n"
           "Runs `leakscope serve` and Prometheus (with dashboards/prometheus.yml and the alert\n"
           "rules) on loopback until Ctrl-C.\n"
           "  --dir DIR                    segment directory (default $LEAKSCOPE_DIR or /dev/shm/leakscope-UID)\n"
@@ -57,7 +59,8 @@ static void usage(FILE *out) {
           "  --dashboards DIR             the dashboards/ folder (default $LEAKSCOPE_DASHBOARDS, or the\n"
           "                               source tree's)\n"
           "  --scrape-interval DURATION   scrape and rule evaluation interval (default: the config's, 15s)\n"
-          "  --idle-after S               passed to serve: a TCP socket silent this long is idle\n",
+          "  --idle-after S               passed to serve: a TCP socket silent this long is idle\n"
+          "  --crawler ADDR:PORT          the crawler's metrics endpoint (default " CONFIG_CRAWLER ")\n",
           out);
 }
 
@@ -102,12 +105,13 @@ static int parse_addr(const char *spec, char *host, size_t hostlen, int *port) {
     return 0;
 }
 
-/* GET path from host:port; returns the HTTP status (0 if the server cannot
- * be reached) and, when body is given, up to bodylen-1 bytes of the answer. */
-static int http_get(const char *host, int port, const char *path, char *body, size_t bodylen) {
+/* GET path from host:port, waiting at most timeout_s for the answer; returns
+ * the HTTP status (0 if the server cannot be reached) and, when body is
+ * given, up to bodylen-1 bytes of the answer. */
+static int http_get(const char *host, int port, const char *path, int timeout_s, char *body, size_t bodylen) {
     int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (s < 0) return 0;
-    struct timeval tv = {.tv_sec = 2};
+    struct timeval tv = {.tv_sec = timeout_s};
     setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -160,10 +164,11 @@ static size_t replace_all(char *line, size_t len, const char *from, const char *
     return n;
 }
 
-/* Writes dashboards/prometheus.yml to out with the exporter's address, the
- * absolute rules folder and, if given, another scrape interval. Returns 0, or
- * -1 with a message on stderr. */
-static int write_config(const char *dash, const char *out, const char *exporter, const char *interval) {
+/* Writes dashboards/prometheus.yml to out with the exporter's (and, if
+ * given, the crawler's) address, the absolute rules folder and, if given,
+ * another scrape interval. Returns 0, or -1 with a message on stderr. */
+static int write_config(const char *dash, const char *out, const char *exporter, const char *crawler,
+                        const char *interval) {
     char src[PATH_MAX + 32], rules_from[] = "- rules/", rules_to[PATH_MAX + 16];
     snprintf(src, sizeof src, "%s/prometheus.yml", dash);
     snprintf(rules_to, sizeof rules_to, "- %s/rules/", dash);
@@ -179,9 +184,10 @@ static int write_config(const char *dash, const char *out, const char *exporter,
         return -1;
     }
     char line[8192];
-    size_t targets = 0, rules = 0;
+    size_t targets = 0, crawlers = 0, rules = 0;
     while (fgets(line, sizeof line, in)) {
         targets += replace_all(line, sizeof line, CONFIG_TARGET, exporter);
+        if (crawler) crawlers += replace_all(line, sizeof line, CONFIG_CRAWLER, crawler);
         rules += replace_all(line, sizeof line, rules_from, rules_to);
         const char *key = line + strspn(line, " ");
         if (interval && (strncmp(key, "scrape_interval:", 16) == 0 || strncmp(key, "evaluation_interval:", 20) == 0))
@@ -190,9 +196,9 @@ static int write_config(const char *dash, const char *out, const char *exporter,
     }
     int bad = ferror(in) || fclose(o) != 0;
     fclose(in);
-    if (bad || targets != 1 || rules == 0) {
-        fprintf(stderr, "leakscope stack: %s: expected one target %s and rule_files under rules/%s\n", src,
-                CONFIG_TARGET, bad ? " (read or write error)" : "");
+    if (bad || targets != 1 || rules == 0 || (crawler && crawlers != 1)) {
+        fprintf(stderr, "leakscope stack: %s: expected one target %s, one %s and rule_files under rules/%s\n",
+                src, CONFIG_TARGET, CONFIG_CRAWLER, bad ? " (read or write error)" : "");
         return -1;
     }
     return 0;
@@ -282,6 +288,7 @@ static int wait_signal(const sigset_t *set, int ms) {
 
 int cmd_stack(int argc, char **argv) {
     const char *dir_opt = NULL, *listen_opt = NULL, *prom_opt = NULL, *interval = NULL, *idle_after = NULL;
+    const char *crawler = NULL;
     const char *dash_opt = getenv("LEAKSCOPE_DASHBOARDS");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -294,6 +301,7 @@ int cmd_stack(int argc, char **argv) {
         else if (i + 1 < argc && strcmp(a, "--dashboards") == 0) dash_opt = argv[++i];
         else if (i + 1 < argc && strcmp(a, "--scrape-interval") == 0) interval = argv[++i];
         else if (i + 1 < argc && strcmp(a, "--idle-after") == 0) idle_after = argv[++i];
+        else if (i + 1 < argc && strcmp(a, "--crawler") == 0) crawler = argv[++i];
         else {
             fprintf(stderr, "leakscope stack: unknown or incomplete option '%s'\n", a);
             usage(stderr);
@@ -324,6 +332,12 @@ int cmd_stack(int argc, char **argv) {
     int serve_port = 0, prom_port = 0;
     if (listen_opt && parse_addr(listen_opt, serve_host, sizeof serve_host, &serve_port) != 0) {
         fprintf(stderr, "leakscope stack: --listen wants IPV4:PORT, got '%s'\n", listen_opt);
+        return 2;
+    }
+    char crawler_host[64];
+    int crawler_port;
+    if (crawler && parse_addr(crawler, crawler_host, sizeof crawler_host, &crawler_port) != 0) {
+        fprintf(stderr, "leakscope stack: --crawler wants IPV4:PORT, got '%s'\n", crawler);
         return 2;
     }
     if (prom_opt && parse_addr(prom_opt, prom_host, sizeof prom_host, &prom_port) != 0) {
@@ -358,7 +372,7 @@ int cmd_stack(int argc, char **argv) {
 
     int status = 1, sig = 0;
     struct child serve = {"leakscope serve", 0, NULL}, prom = {"prometheus", 0, prom_log};
-    if (write_config(dash, config, serve_addr, interval) != 0) goto out;
+    if (write_config(dash, config, serve_addr, crawler, interval) != 0) goto out;
 
     char *serve_argv[] = {exe, "serve", "--listen", serve_addr, "--dir", dir, NULL, NULL, NULL};
     if (idle_after) {
@@ -396,21 +410,24 @@ int cmd_stack(int argc, char **argv) {
             status = 0;
             goto out;
         }
-        if (!serve_ready) serve_ready = http_get(serve_host, serve_port, "/metrics", NULL, 0) == 200;
-        if (!prom_ready) prom_ready = http_get(prom_host, prom_port, "/-/ready", NULL, 0) == 200;
+        /* A first scrape reads and symbolizes every segment: it may be slow. */
+        if (!serve_ready) serve_ready = http_get(serve_host, serve_port, "/metrics", 30, NULL, 0) == 200;
+        if (!prom_ready) prom_ready = http_get(prom_host, prom_port, "/-/ready", 5, NULL, 0) == 200;
     }
     static char rules[65536];
     size_t alerts = 0;
-    if (http_get(prom_host, prom_port, "/api/v1/rules?type=alert", rules, sizeof rules) == 200)
+    if (http_get(prom_host, prom_port, "/api/v1/rules?type=alert", 10, rules, sizeof rules) == 200)
         alerts = count_substr(rules, "\"type\":\"alerting\"");
 
     printf("leakscope stack: running; Ctrl-C stops it\n"
            "  exporter    http://%s/metrics  (segments in %s)\n"
            "  prometheus  http://%s  (%zu alert rules from %s/rules)\n"
            "  alerts      http://%s/alerts\n"
+           "  crawler     http://%s/metrics  (scraped while leakscope-crawler runs with --metrics-port)\n"
            "  grafana     provision %s/provisioning with LEAKSCOPE_DASHBOARDS=%s\n"
            "              (datasource url http://%s; see README, \"Dashboards and alerts\")\n",
-           serve_addr, dir, prom_addr, alerts, dash, prom_addr, dash, dash, prom_addr);
+           serve_addr, dir, prom_addr, alerts, dash, prom_addr, crawler ? crawler : CONFIG_CRAWLER, dash, dash,
+           prom_addr);
     if (prom_port != PROMETHEUS_DEFAULT_PORT)
         printf("  note        Prometheus is not on port %d: set the datasource url in "
                "provisioning/datasources/leakscope.yml to http://%s\n",

@@ -10,9 +10,11 @@ import sys
 
 import yaml
 
-REQUIRED_VARS = ["datasource", "job", "instance", "process", "role", "subsystem"]
+REQUIRED_VARS = ["datasource", "job", "instance"]
+# ... and, on a dashboard over leakscope's own series, its labels.
+LEAKSCOPE_VARS = ["process", "role", "subsystem"]
 DS_REFS = ("${datasource}", "$datasource")
-# Every leakscope selector in a panel is narrowed by the dashboard's filters.
+# Every selector in a panel is narrowed by the dashboard's filters.
 REQUIRED_MATCHERS = ['job=~"$job"', 'instance=~"$instance"']
 HARD_CODED = [
     (re.compile(r'\b(instance|pid|job)\s*=~?\s*"(?!\$)'), "hard-coded instance/pid/job matcher"),
@@ -59,7 +61,8 @@ def check_expr(where, expr, panel_query=True):
         if rx.search(expr):
             problem(where, f"{what} in {expr!r}")
     if panel_query:
-        for sel in re.finditer(r"\b(leakscope_\w+)\s*\{([^}]*)\}|\b(leakscope_\w+)\b(?!\s*\{)", expr):
+        for sel in re.finditer(r"\b((?:leakscope|crawler)_\w+)\s*\{([^}]*)\}|\b((?:leakscope|crawler)_\w+)\b(?!\s*\{)",
+                               expr):
             name = sel.group(1) or sel.group(3)
             body = sel.group(2) or ""
             for m in REQUIRED_MATCHERS:
@@ -83,7 +86,8 @@ def lint_dashboard(path, uids, titles):
             seen[d[key]] = name
 
     variables = {v["name"]: v for v in d.get("templating", {}).get("list", [])}
-    for v in REQUIRED_VARS:
+    required = REQUIRED_VARS + (LEAKSCOPE_VARS if "leakscope_" in json.dumps(d.get("panels")) else [])
+    for v in required:
         if v not in variables:
             problem(name, f"no ${v} variable")
     dsv = variables.get("datasource", {})

@@ -24,7 +24,7 @@ start() {
     --scrape-interval 1s >"$TMP/$1.out" 2>"$TMP/$1.err" &
   STACK=$!
   CLEANUP+=("kill -INT $STACK; wait $STACK")
-  check_true "$1: running" wait_for 60 grep -q "running" "$TMP/$1.out"
+  check_true "$1: running" wait_for 150 grep -q "running" "$TMP/$1.out"
   SERVE=$(ps --ppid $STACK -o pid=,args= | awk '$3 == "serve" {print $1}')
   PROMPID=$(ps --ppid $STACK -o pid=,args= | awk '$2 == "prometheus" {print $1}')
   DATA=$(tr '\0' '\n' </proc/$PROMPID/cmdline | sed -n 's/^--storage.tsdb.path=//p')
