@@ -3,8 +3,9 @@
 with the dashboard variables replaced by concrete values, so promtool can
 parse them and a live Prometheus can answer them.
 
-  exprs.py DASHBOARDS_DIR rules RATE_INTERVAL  a rule file, one recording rule per query
-  exprs.py DASHBOARDS_DIR json RATE_INTERVAL   [{"where": ..., "expr": ..., "instant": bool}]
+  exprs.py DASHBOARDS_DIR rules RATE_INTERVAL [NAME.json]  a rule file, one recording rule per query
+  exprs.py DASHBOARDS_DIR json RATE_INTERVAL [NAME.json]   [{"where": ..., "expr": ..., "instant": bool}]
+(all dashboards, or only NAME.json)
 """
 import glob
 import json
@@ -29,9 +30,12 @@ def label_values_selector(q):
     return m.group(1), m.group(2)
 
 
-def queries(root, rate_interval):
+def queries(root, rate_interval, only="*.json"):
     out = []
-    for path in sorted(glob.glob(os.path.join(root, "grafana/*.json"))):
+    paths = sorted(glob.glob(os.path.join(root, "grafana", only)))
+    if not paths:
+        sys.exit(f"exprs.py: no dashboard {only} in {root}/grafana")
+    for path in paths:
         d = json.load(open(path))
         name = os.path.basename(path)
         for v in d.get("templating", {}).get("list", []):
@@ -58,7 +62,7 @@ def queries(root, rate_interval):
 
 def main():
     root, fmt, rate_interval = sys.argv[1], sys.argv[2], sys.argv[3]
-    qs = queries(root, rate_interval)
+    qs = queries(root, rate_interval, *sys.argv[4:5])
     if fmt == "json":
         json.dump(qs, sys.stdout, indent=1)
         return
