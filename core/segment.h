@@ -16,8 +16,19 @@
  *   struct lks_subsys   [LKS_MAX_SUBSYS]
  *   struct lks_module   [LKS_MAX_MODULES]
  *   struct lks_site     [sites_cap]        open-addressed by key
+ *   struct lks_frame    [frames_cap]       open-addressed by key
+ *   struct lks_strkey   [strkeys_cap]      string interning index
+ *   strings             [strings_size]     NUL-terminated, offset 0 is ""
  *   struct lks_fd       [fds_cap]          indexed by descriptor number
  *   heap area           [heap_size bytes]  owned by memtrack (heapseg.h)
+ *
+ * The file is sparse: a section costs memory only for the pages written, so
+ * a short process with a few sites uses a few pages, not the capacities.
+ *
+ * Sites and frames (docs/CALLSITES.md): a site is a stack of frame ids plus
+ * its counters; frames are interned once, apart from sites, and are either a
+ * native return address (with its module) or an interpreter frame (code
+ * identity + line, function and file names in the string area).
  */
 #ifndef LKS_SEGMENT_H
 #define LKS_SEGMENT_H
@@ -25,19 +36,29 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #define LKS_MAGIC "LKSSEG\0\1"
-#define LKS_VERSION 1
+#define LKS_VERSION 2
 
 #define LKS_MAX_SUBSYS 48
 #define LKS_SUBSYS_NAME 24
 #define LKS_MAX_MODULES 256
 #define LKS_MODULE_PATH 240
 #define LKS_MAX_FRAMES 16
-#define LKS_DEFAULT_SITES 4096 /* power of two */
+#define LKS_DEFAULT_SITES 16384   /* power of two */
+#define LKS_DEFAULT_FRAMES 32768  /* power of two */
+#define LKS_DEFAULT_STRKEYS 4096  /* power of two */
+#define LKS_DEFAULT_STRINGS (128u << 10)
 #define LKS_DEFAULT_FDS 65536
 #define LKS_MIN_FDS 1024
+#define LKS_MAX_SITES_CAP (1u << 20)
+#define LKS_MAX_FDS_CAP (1u << 20)
+/* The heap area is memtrack's (heapseg.h): a fixed part plus one word per
+ * site. Anything beyond this bound is refused by readers and clamped by
+ * lks_segment_create, so a header cannot make a reader map gigabytes. */
+#define LKS_HEAP_AREA_MAX(sites_cap) (((uint64_t)1 << 20) + (uint64_t)(sites_cap) * 64)
 
 enum lks_producer { LKS_PRODUCER_PRELOAD = 1, LKS_PRODUCER_EBPF = 2 };
 
@@ -98,7 +119,7 @@ struct lks_header {
     uint64_t rlimit_nofile_max;
 
     _Atomic uint32_t exited; /* 1 once exit() ran our destructor */
-    uint32_t _pad1;
+    _Atomic uint32_t kept;   /* 1: `leakscope run --keep` asked to keep it (never swept) */
     _Atomic int64_t exit_realtime_ns;
 
     /* Reconciliation with /proc/<pid>/fd, done by the writer at exit. */
@@ -127,9 +148,34 @@ struct lks_header {
     _Atomic uint32_t subsys_used;
     _Atomic uint32_t modules_used;
     _Atomic uint32_t sites_used;
-    _Atomic uint32_t sites_dropped; /* site table full: counted, never grown */
-    _Atomic uint64_t sites_dropped_events;
+    _Atomic uint32_t sites_dropped; /* 1 once a stack found no slot, even coarse */
+    _Atomic uint64_t sites_dropped_events; /* events counted without a site */
+
+    /* Frames and strings (see struct lks_frame). */
+    uint64_t frames_off;
+    uint64_t strkeys_off;
+    uint64_t strings_off;
+    uint32_t frames_cap;
+    uint32_t strkeys_cap;
+    uint32_t strings_size;
+    _Atomic uint32_t frames_used;
+    _Atomic uint32_t strings_used; /* bytes of the string area in use (>= 1) */
+    _Atomic uint32_t _pad2;
+    _Atomic uint64_t frames_dropped;  /* frames stored as 0 (table full) */
+    _Atomic uint64_t strings_dropped; /* strings stored as "" (area full) */
+    _Atomic uint64_t sites_coarse;    /* sites interned on a shortened stack */
+    _Atomic uint64_t sites_recycled;  /* slots reused after their last holder left */
+
+    /* Descriptor truth at the edges (ARCHITECTURE.md, "Edges"). */
+    _Atomic uint64_t fd_closed_unseen; /* a number created again while we held it open */
+    int32_t forked_from;               /* parent pid if made by fork without exec, else 0 */
+    _Atomic uint32_t fd_reconciled;    /* LKS_RECONCILE_*: how the exit reconciliation went */
 };
+
+/* header.fd_reconciled */
+#define LKS_RECONCILE_NONE 0  /* not (yet) done: live, or ended without exit() */
+#define LKS_RECONCILE_PROC 1  /* against a listing of /proc/self/fd */
+#define LKS_RECONCILE_PROBE 2 /* no descriptor to spare: each number probed with fcntl */
 
 /* Per-subsystem counters. Invariant: fd_opened - fd_closed == fd_open. */
 struct lks_subsys {
@@ -155,17 +201,49 @@ struct lks_module {
     char path[LKS_MODULE_PATH];
 };
 
+/* A frame of a call stack, interned once per process. key == 0 means empty;
+ * the writer claims a slot by storing key, fills it, then sets ready.
+ *   native:      key = addr = return address; module = index into modules.
+ *   interpreter: key = any hash of (code identity, line) with bit 63 set (no
+ *                native address has it); addr = code identity; line; func
+ *                and file are offsets into the string area (0 = unknown). */
+enum lks_frame_kind { LKS_FRAME_NATIVE = 1, LKS_FRAME_PYTHON = 2 };
+#define LKS_FRAME_INTERP_BIT (1ull << 63)
+
+struct lks_frame {
+    _Atomic uint64_t key;
+    _Atomic uint32_t ready;
+    uint8_t kind;    /* enum lks_frame_kind */
+    uint8_t _pad;
+    uint16_t module; /* native: index into modules, LKS_NO_MODULE unknown */
+    uint64_t addr;
+    uint32_t line;
+    uint32_t func;
+    uint32_t file;
+    uint32_t _pad2;
+};
+
+/* String interning index: hash -> offset in the string area. */
+struct lks_strkey {
+    _Atomic uint64_t hash; /* 0 empty */
+    _Atomic uint32_t off;  /* 0 until the string is written */
+    uint32_t len;
+};
+
 /* A call site: a bounded creating stack and the subsystem it was counted in.
  * key == 0 means empty. The writer claims a slot by storing key (counters
- * may be updated from then on), fills the frames, then sets ready. */
+ * may be updated from then on), fills the frames, then sets ready.
+ * frame[i] is a frame index + 1 (0: lost, the frame table was full);
+ * frame[0] is the innermost frame. */
 struct lks_site {
     _Atomic uint64_t key;
     uint16_t subsys;
     uint16_t nframes;
-    _Atomic uint32_t ready; /* 1 once frames and modules are written */
+    _Atomic uint32_t ready; /* 1 once frames are written */
     uint64_t stack_rule_bits; /* bit i: stack rule i matches this stack */
-    uint64_t frames[LKS_MAX_FRAMES];    /* raw return addresses */
-    uint16_t frame_module[LKS_MAX_FRAMES]; /* index into modules, 0xffff unknown */
+    uint32_t frame[LKS_MAX_FRAMES];
+    uint32_t flags; /* LKS_SITE_* */
+    uint32_t _pad;
     _Atomic int64_t fd_open;
     _Atomic uint64_t fd_opened;
     _Atomic uint64_t fd_failed;
@@ -176,6 +254,9 @@ struct lks_site {
     _Atomic int64_t heap_mark_live_bytes; /* allocated since the mark, still live */
     _Atomic int64_t heap_mark_live_allocs;
 };
+
+/* The site's stack was shortened to fit the table (innermost frames kept). */
+#define LKS_SITE_COARSE 1u
 
 #define LKS_NO_MODULE 0xffff
 
@@ -198,6 +279,8 @@ struct lks_fd {
 
 #define LKS_FD_INHERITED 1u /* found at start-up, not created under the shim */
 #define LKS_FD_LISTENER 2u
+#define LKS_FD_PAIR 4u      /* one end of a pipe()/socketpair(): two per call */
+#define LKS_FD_FORKED 8u    /* inherited through fork from the parent, with its site */
 
 /* Where segments live: $LEAKSCOPE_DIR, else /dev/shm/leakscope-<uid>.
  * Writes the path into buf; returns 0, or -1 if it does not fit. */
@@ -224,12 +307,85 @@ static inline struct lks_module *lks_module_table(struct lks_header *h) {
 static inline struct lks_site *lks_site_table(struct lks_header *h) {
     return (struct lks_site *)((char *)h + h->sites_off);
 }
+static inline struct lks_frame *lks_frame_table(struct lks_header *h) {
+    return (struct lks_frame *)((char *)h + h->frames_off);
+}
+static inline struct lks_strkey *lks_strkey_table(struct lks_header *h) {
+    return (struct lks_strkey *)((char *)h + h->strkeys_off);
+}
+static inline char *lks_string_area(struct lks_header *h) {
+    return (char *)h + h->strings_off;
+}
 static inline struct lks_fd *lks_fd_table(struct lks_header *h) {
     return (struct lks_fd *)((char *)h + h->fds_off);
 }
 static inline void *lks_heap_area(struct lks_header *h) {
     return (char *)h + h->heap_off;
 }
+
+/* Frame f of a site, or NULL when lost or not yet written. */
+static inline const struct lks_frame *lks_site_frame(struct lks_header *h,
+                                                     const struct lks_site *s, int f) {
+    if (f < 0 || f >= s->nframes || f >= LKS_MAX_FRAMES) return NULL;
+    uint32_t id = s->frame[f];
+    if (id == 0 || id > h->frames_cap) return NULL;
+    const struct lks_frame *fr = &lks_frame_table(h)[id - 1];
+    return atomic_load_explicit((_Atomic uint32_t *)&fr->ready, memory_order_acquire) ? fr : NULL;
+}
+
+/* A string of the string area ("" for 0 or out of range). Readers' copies
+ * end the area with a NUL (lks_segment_load), so the result is bounded. */
+static inline const char *lks_string(struct lks_header *h, uint32_t off) {
+    if (off == 0 || off >= h->strings_size) return "";
+    return lks_string_area(h) + off;
+}
+
+/* Reader: opens path read-only if, and only if, it is a regular file, and
+ * never blocks doing so (a FIFO or device named by a segment, a rules file or
+ * an environment variable must not hang a reader): stat first, then open
+ * O_NONBLOCK (O_NOFOLLOW if nofollow) and check it is still the same regular
+ * file. Fills st. Returns the descriptor, or -1 with errno set (EINVAL for
+ * "not a regular file") and a message in err. */
+int lks_open_regular(const char *path, int nofollow, struct stat *st, char *err, size_t errlen);
+
+/* Reader: the header and subsystem counters of a segment, without the rest
+ * (what `ls`, sweeps and exporters need: a few KiB whatever the file's size). */
+struct lks_segment_head {
+    struct lks_header h;
+    struct lks_subsys subsys[LKS_MAX_SUBSYS];
+    uint64_t file_size;
+    int64_t mtime_ns;
+};
+
+/* Reads and validates the head of the segment at path: regular file, owned by
+ * the reader (root included), header consistent with the file size and with
+ * the layout its capacities imply. Returns 0, or -1 with a message in err. */
+int lks_segment_load_head(const char *path, struct lks_segment_head *out, char *err,
+                          size_t errlen);
+
+/* Readers: checks that dir is a directory owned by the reader and not
+ * writable by anyone else, so nobody else can plant segments in it.
+ * Returns 0, or -1 with errno set and a message in err. */
+int lks_segment_dir_check(const char *dir, char *err, size_t errlen);
+
+/* Dead-segment policy (docs/SEGMENTS.md). A segment is removed when all of:
+ * it is ours and valid; its process is gone (exited, or its pid now names
+ * another process or none); it is not kept (header.kept); it does not belong
+ * to a `leakscope run` session whose run process is still alive; and it has
+ * been dead for at least grace_s seconds (since its exit time, or since the
+ * file was last modified if the process was killed). A file its writer never
+ * finished (empty or without magic) goes once the pid of its name is gone
+ * and it is older than the grace period. Returns the number of
+ * segments removed. Uses only syscalls and stack memory: the shims call it. */
+int lks_segment_dir_sweep(const char *dir, int64_t grace_s);
+
+/* The grace period: $LEAKSCOPE_SEGMENT_GRACE seconds, default 300. */
+int64_t lks_segment_grace_s(void);
+
+/* For the shims at start-up: sweeps at most once per min(grace, 60 s) per
+ * directory (a stamp file, dir/.sweep, records the last sweep), so the usual
+ * cost is one stat(). */
+void lks_segment_dir_sweep_maybe(const char *dir);
 
 /* Reader: a private, validated copy of a segment file. Caller owns it and
  * frees it with lks_segment_free(). Returns NULL with a message in err if the

@@ -6,9 +6,12 @@
 #include "symbolize.h"
 
 #include <elfutils/libdwfl.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 struct lks_symbolizer {
     struct lks_header *seg;
@@ -17,9 +20,12 @@ struct lks_symbolizer {
     char reported[LKS_MAX_MODULES]; /* 0 not tried, 1 ok, 2 failed */
 };
 
+/* Separate debug info only by build id (under /usr/lib/debug): the standard
+ * lookup would also open files named by the module's .gnu_debuglink next to
+ * a path the segment chose, which a reader must not trust. */
 static const Dwfl_Callbacks offline_callbacks = {
     .find_elf = dwfl_build_id_find_elf,
-    .find_debuginfo = dwfl_standard_find_debuginfo,
+    .find_debuginfo = dwfl_build_id_find_debuginfo,
     .section_address = dwfl_offline_section_address,
 };
 
@@ -44,9 +50,20 @@ static Dwfl_Module *module_get(struct lks_symbolizer *s, uint16_t module) {
         return NULL;
     if (s->reported[module]) return s->reported[module] == 1 ? s->mod[module] : NULL;
     struct lks_module *m = &lks_module_table(s->seg)[module];
+    /* The path is the segment's word: open it ourselves, only if it is a
+     * regular file, without blocking (a FIFO must not hang a reader). */
+    struct stat st;
+    char err[LKS_MODULE_PATH + 100];
+    int fd = lks_open_regular(m->path, 0, &st, err, sizeof err);
+    if (fd < 0) {
+        if (errno == EINVAL) fprintf(stderr, "leakscope: not symbolizing %s\n", err);
+        s->reported[module] = 2;
+        return NULL;
+    }
     dwfl_report_begin_add(s->dwfl);
-    s->mod[module] = dwfl_report_elf(s->dwfl, m->path, m->path, -1, m->bias, false);
+    s->mod[module] = dwfl_report_elf(s->dwfl, m->path, m->path, fd, m->bias, false);
     dwfl_report_end(s->dwfl, NULL, NULL);
+    if (!s->mod[module]) close(fd); /* consumed only on success */
     s->reported[module] = s->mod[module] ? 1 : 2;
     return s->mod[module];
 }
@@ -94,22 +111,52 @@ static int system_module(const char *path) {
     return 0;
 }
 
+const char *lks_symbolize_site_frame(struct lks_symbolizer *s, const struct lks_site *site,
+                                     int f, char *buf, size_t len) {
+    const struct lks_frame *fr = lks_site_frame(s->seg, site, f);
+    if (!fr) {
+        snprintf(buf, len, "(frame not recorded)");
+        return buf;
+    }
+    if (fr->kind == LKS_FRAME_NATIVE) return lks_symbolize_frame(s, fr->addr, fr->module, buf, len);
+    const char *func = lks_string(s->seg, fr->func), *file = lks_string(s->seg, fr->file);
+    snprintf(buf, len, "%s (%s:%u) [python]", func[0] ? func : "?", file[0] ? base_name(file) : "?",
+             (unsigned)fr->line);
+    return buf;
+}
+
+const char *lks_symbolize_site_func(struct lks_symbolizer *s, const struct lks_site *site, int f) {
+    const struct lks_frame *fr = lks_site_frame(s->seg, site, f);
+    if (!fr) return NULL;
+    if (fr->kind == LKS_FRAME_NATIVE) return lks_symbolize_func(s, fr->addr, fr->module);
+    const char *func = lks_string(s->seg, fr->func);
+    return func[0] ? func : NULL;
+}
+
 const char *lks_symbolize_headline(struct lks_symbolizer *s, const struct lks_site *site,
                                    char *buf, size_t len) {
     uint32_t nmods = atomic_load(&s->seg->modules_used);
     int n = site->nframes > LKS_MAX_FRAMES ? LKS_MAX_FRAMES : site->nframes;
-    /* Two passes: the program's own code first, then any library's. */
+    /* Two passes: the program's own code (or interpreted code) first, then
+     * any library's. */
     for (int own = 1; own >= 0; own--) {
         for (int f = 0; f < n; f++) {
-            uint16_t m = site->frame_module[f];
+            const struct lks_frame *fr = lks_site_frame(s->seg, site, f);
+            if (!fr) continue;
+            if (fr->kind != LKS_FRAME_NATIVE) {
+                if (own && lks_string(s->seg, fr->func)[0])
+                    return lks_symbolize_site_frame(s, site, f, buf, len);
+                continue;
+            }
+            uint16_t m = fr->module;
             if (m >= nmods || m >= LKS_MAX_MODULES) continue;
             const char *path = lks_module_table(s->seg)[m].path;
             if (own ? strcmp(path, s->seg->exe) != 0 : system_module(path)) continue;
-            if (!lks_symbolize_func(s, site->frames[f], m)) continue;
-            return lks_symbolize_frame(s, site->frames[f], m, buf, len);
+            if (!lks_symbolize_func(s, fr->addr, m)) continue;
+            return lks_symbolize_frame(s, fr->addr, m, buf, len);
         }
     }
-    if (n > 0) return lks_symbolize_frame(s, site->frames[0], site->frame_module[0], buf, len);
+    if (n > 0) return lks_symbolize_site_frame(s, site, 0, buf, len);
     snprintf(buf, len, "(no stack)");
     return buf;
 }
