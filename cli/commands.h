@@ -9,5 +9,6 @@ int cmd_show(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_record(int argc, char **argv);
 int cmd_attach(int argc, char **argv); /* attach.c: eBPF, probes/ */
+int cmd_stack(int argc, char **argv);
 
 #endif

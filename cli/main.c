@@ -20,6 +20,7 @@ static const struct command commands[] = {
     {"diff", cmd_diff, "show what was allocated since the mark and is still live"},
     {"serve", cmd_serve, "export traced processes as Prometheus metrics"},
     {"record", cmd_record, "sample traced processes into a SQLite recording"},
+    {"stack", cmd_stack, "run serve and Prometheus with the dashboards' config and alerts"},
 };
 
 static void usage(FILE *out) {
