@@ -37,18 +37,17 @@ struct name_entry {
 };
 
 /* A process's symbolizer, kept across rounds: creating one (libdwfl loading
- * a module's symbols and DWARF) costs far more than a round. It works on a
- * private copy of the segment's header and module table, refreshed before
- * use (modules are only ever appended). */
+ * a module's symbols and DWARF) costs far more than a round. It reads the
+ * segment through the reader's buffer (load_segment), which holds this
+ * process's copy whenever its sites are named; modules and frames are only
+ * ever appended, so what it cached stays true. The buffer never moves while
+ * symbolizers exist (growing it drops them all). */
 struct proc_sym {
     pid_t pid;
     uint64_t start_ticks;
     uint64_t last_round;
-    struct lks_header *mods;
     struct lks_symbolizer *sym;
 };
-
-#define MODS_OFF ((sizeof(struct lks_header) + 63) & ~(size_t)63)
 
 struct series_reader {
     unsigned top_sites;
@@ -62,10 +61,7 @@ struct series_reader {
     size_t buf_len;
 };
 
-static void proc_sym_free(struct proc_sym *p) {
-    lks_symbolizer_free(p->sym);
-    free(p->mods);
-}
+static void proc_sym_free(struct proc_sym *p) { lks_symbolizer_free(p->sym); }
 
 /* Drops the symbolizers of processes not sampled since min_round. */
 static void syms_sweep(struct series_reader *r, uint64_t min_round) {
@@ -77,40 +73,24 @@ static void syms_sweep(struct series_reader *r, uint64_t min_round) {
     r->nsyms = k;
 }
 
-/* The symbolizer of seg's process, its module table brought up to date. */
+/* The symbolizer of seg's process (seg is the reader's buffer). */
 static struct lks_symbolizer *proc_symbolizer(struct series_reader *r, struct lks_header *seg) {
-    struct proc_sym *p = NULL;
-    for (size_t i = 0; i < r->nsyms && !p; i++)
-        if (r->syms[i].pid == seg->pid && r->syms[i].start_ticks == seg->proc_start_ticks)
-            p = &r->syms[i];
-    if (!p) {
-        if (r->nsyms == r->syms_cap) {
-            size_t cap = r->syms_cap ? r->syms_cap * 2 : 16;
-            struct proc_sym *n = realloc(r->syms, cap * sizeof *n);
-            if (!n) return NULL;
-            r->syms = n;
-            r->syms_cap = cap;
+    for (size_t i = 0; i < r->nsyms; i++)
+        if (r->syms[i].pid == seg->pid && r->syms[i].start_ticks == seg->proc_start_ticks) {
+            r->syms[i].last_round = r->round;
+            return r->syms[i].sym;
         }
-        struct proc_sym fresh = {seg->pid, seg->proc_start_ticks, r->round, NULL, NULL};
-        fresh.mods = aligned_alloc(64, MODS_OFF + LKS_MAX_MODULES * sizeof(struct lks_module));
-        if (!fresh.mods) return NULL;
-        memset(fresh.mods, 0, MODS_OFF + LKS_MAX_MODULES * sizeof(struct lks_module));
-        if (!(fresh.sym = lks_symbolizer_new(fresh.mods))) {
-            free(fresh.mods);
-            return NULL;
-        }
-        p = &r->syms[r->nsyms++];
-        *p = fresh;
+    if (r->nsyms == r->syms_cap) {
+        size_t cap = r->syms_cap ? r->syms_cap * 2 : 16;
+        struct proc_sym *n = realloc(r->syms, cap * sizeof *n);
+        if (!n) return NULL;
+        r->syms = n;
+        r->syms_cap = cap;
     }
-    uint32_t used = atomic_load(&seg->modules_used);
-    if (used > LKS_MAX_MODULES) used = LKS_MAX_MODULES;
-    memcpy(p->mods, seg, sizeof *seg);
-    p->mods->modules_off = MODS_OFF;
-    atomic_store(&p->mods->modules_used, used);
-    memcpy(lks_module_table(p->mods), lks_module_table(seg), used * sizeof(struct lks_module));
-    for (uint32_t i = 0; i < used; i++) lks_module_table(p->mods)[i].path[LKS_MODULE_PATH - 1] = 0;
-    p->last_round = r->round;
-    return p->sym;
+    struct lks_symbolizer *sym = lks_symbolizer_new(seg);
+    if (!sym) return NULL;
+    r->syms[r->nsyms++] = (struct proc_sym){seg->pid, seg->proc_start_ticks, r->round, sym};
+    return sym;
 }
 
 struct series_reader *series_reader_new(unsigned top_sites, uint32_t idle_ms) {
@@ -406,6 +386,7 @@ static struct lks_header *load_segment(struct series_reader *r, const char *path
     }
     size_t len = (size_t)st.st_size;
     if (len > r->buf_len) {
+        syms_sweep(r, UINT64_MAX); /* they point into the old buffer */
         free(r->buf);
         r->buf = aligned_alloc(64, (len + 63) & ~(size_t)63);
         r->buf_len = r->buf ? len : 0;
@@ -418,14 +399,16 @@ static struct lks_header *load_segment(struct series_reader *r, const char *path
     char why[200];
     *skip = SERIES_SKIP_INVALID;
     if (read_at(fd, h, sizeof *h, 0) != 0 || lks_segment_validate(h, len, why, sizeof why) != 0 ||
-        h->subsys_off > h->sites_off) {
+        h->subsys_off > h->sites_off || h->sites_off > h->fds_off || h->frames_off > h->fds_off ||
+        h->strings_off > h->fds_off || h->heap_off < h->fds_off) {
         close(fd);
         return NULL;
     }
     uint64_t hiwater = (uint64_t)(uint32_t)atomic_load(&h->fd_hiwater);
     if (hiwater > h->fds_cap) hiwater = h->fds_cap;
-    /* header .. end of the site table: subsystems, modules, sites. */
-    uint64_t tables_end = h->sites_off + (uint64_t)h->sites_cap * sizeof(struct lks_site);
+    /* Everything before the descriptor table: subsystems, modules, sites,
+     * frames and strings (the layout of segment.h). */
+    uint64_t tables_end = h->fds_off;
     if (read_at(fd, (char *)h + sizeof *h, tables_end - sizeof *h, sizeof *h) != 0 ||
         read_at(fd, lks_fd_table(h), hiwater * sizeof(struct lks_fd), h->fds_off) != 0) {
         close(fd);

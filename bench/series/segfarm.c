@@ -63,15 +63,21 @@ static void fill(struct lks_header *h, pid_t pid, unsigned nsites, const char *e
     m[0].bias = main_bias;
     h->modules_used = 1;
     uint64_t fn[3] = {(uint64_t)farm_pool_connect, (uint64_t)farm_fetch_page, (uint64_t)farm_worker_loop};
+    struct lks_frame *fr = lks_frame_table(h);
+    for (int f = 0; f < 3; f++) {
+        fr[f].key = fn[f] + 1;
+        fr[f].kind = LKS_FRAME_NATIVE;
+        fr[f].module = 0;
+        fr[f].addr = fn[f] + 1;
+        fr[f].ready = 1;
+    }
+    h->frames_used = 3;
     struct lks_site *s = lks_site_table(h);
     for (unsigned i = 0; i < nsites; i++) {
         s[i].key = 0x9E3779B97F4A7C15ull * (i + 1);
         s[i].subsys = (uint16_t)(i % SUBSYS);
         s[i].nframes = 3;
-        for (int f = 0; f < 3; f++) {
-            s[i].frames[f] = fn[(i + f) % 3] + 1;
-            s[i].frame_module[f] = 0;
-        }
+        for (int f = 0; f < 3; f++) s[i].frame[f] = (uint32_t)((i + f) % 3) + 1; /* index + 1 */
         s[i].fd_open = (int64_t)(i % 13) + 1;
         s[i].fd_opened = 100 + i;
         s[i].heap_live_bytes = (int64_t)((i * 7919u) % 100000) + 1;
