@@ -429,6 +429,9 @@ int recording_tick(struct recording *r, const struct series_round *round, double
     for (size_t i = 0; i < r->nprocs; i++) {
         struct known_proc *k = &r->procs[i];
         if (k->seen_tick == tick || k->exit_recorded) continue;
+        /* Not seen this tick: gone only if the process is (a segment can be
+         * skipped for a tick, e.g. replaced or unreadable for a moment). */
+        if (lks_proc_start_ticks(k->pid) == k->start_ticks) continue;
         s = use(r, S_PROC_EXIT);
         sqlite3_bind_double(s, 1, t);
         sqlite3_bind_int64(s, 2, k->id);

@@ -3,7 +3,6 @@
  * site only the first time it enters a top K and caches the name. */
 #define _GNU_SOURCE
 #include "series.h"
-#include "segdir.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -38,9 +37,11 @@ struct name_entry {
 };
 
 /* A process's symbolizer, kept across rounds: creating one (libdwfl loading
- * a module's symbols and DWARF) costs far more than a round. It is rebound
- * to the round's copy of the segment before use (modules are only ever
- * appended, so what it loaded stays valid). */
+ * a module's symbols and DWARF) costs far more than a round. It reads the
+ * segment through the reader's buffer (load_segment), which holds this
+ * process's copy whenever its sites are named; modules and frames are only
+ * ever appended, so what it cached stays true. The buffer never moves while
+ * symbolizers exist (growing it drops them all). */
 struct proc_sym {
     pid_t pid;
     uint64_t start_ticks;
@@ -72,28 +73,24 @@ static void syms_sweep(struct series_reader *r, uint64_t min_round) {
     r->nsyms = k;
 }
 
-/* The symbolizer of seg's process, its module table brought up to date. */
+/* The symbolizer of seg's process (seg is the reader's buffer). */
 static struct lks_symbolizer *proc_symbolizer(struct series_reader *r, struct lks_header *seg) {
-    struct proc_sym *p = NULL;
-    for (size_t i = 0; i < r->nsyms && !p; i++)
-        if (r->syms[i].pid == seg->pid && r->syms[i].start_ticks == seg->proc_start_ticks)
-            p = &r->syms[i];
-    if (!p) {
-        if (r->nsyms == r->syms_cap) {
-            size_t cap = r->syms_cap ? r->syms_cap * 2 : 16;
-            struct proc_sym *n = realloc(r->syms, cap * sizeof *n);
-            if (!n) return NULL;
-            r->syms = n;
-            r->syms_cap = cap;
+    for (size_t i = 0; i < r->nsyms; i++)
+        if (r->syms[i].pid == seg->pid && r->syms[i].start_ticks == seg->proc_start_ticks) {
+            r->syms[i].last_round = r->round;
+            return r->syms[i].sym;
         }
-        struct proc_sym fresh = {seg->pid, seg->proc_start_ticks, r->round, NULL};
-        if (!(fresh.sym = lks_symbolizer_new(seg))) return NULL;
-        p = &r->syms[r->nsyms++];
-        *p = fresh;
+    if (r->nsyms == r->syms_cap) {
+        size_t cap = r->syms_cap ? r->syms_cap * 2 : 16;
+        struct proc_sym *n = realloc(r->syms, cap * sizeof *n);
+        if (!n) return NULL;
+        r->syms = n;
+        r->syms_cap = cap;
     }
-    lks_symbolizer_rebind(p->sym, seg);
-    p->last_round = r->round;
-    return p->sym;
+    struct lks_symbolizer *sym = lks_symbolizer_new(seg);
+    if (!sym) return NULL;
+    r->syms[r->nsyms++] = (struct proc_sym){seg->pid, seg->proc_start_ticks, r->round, sym};
+    return sym;
 }
 
 struct series_reader *series_reader_new(unsigned top_sites, uint32_t idle_ms) {
@@ -389,6 +386,7 @@ static struct lks_header *load_segment(struct series_reader *r, const char *path
     }
     size_t len = (size_t)st.st_size;
     if (len > r->buf_len) {
+        syms_sweep(r, UINT64_MAX); /* they point into the old buffer */
         free(r->buf);
         r->buf = aligned_alloc(64, (len + 63) & ~(size_t)63);
         r->buf_len = r->buf ? len : 0;
@@ -401,15 +399,16 @@ static struct lks_header *load_segment(struct series_reader *r, const char *path
     char why[200];
     *skip = SERIES_SKIP_INVALID;
     if (read_at(fd, h, sizeof *h, 0) != 0 || lks_segment_validate(h, len, why, sizeof why) != 0 ||
-        h->subsys_off > h->sites_off) {
+        h->subsys_off > h->sites_off || h->sites_off > h->fds_off || h->frames_off > h->fds_off ||
+        h->strings_off > h->fds_off || h->heap_off < h->fds_off) {
         close(fd);
         return NULL;
     }
     uint64_t hiwater = (uint64_t)(uint32_t)atomic_load(&h->fd_hiwater);
     if (hiwater > h->fds_cap) hiwater = h->fds_cap;
-    /* header .. end of the string area: subsystems, modules, sites, frames,
-     * string keys and strings (the validated layout keeps them in order). */
-    uint64_t tables_end = h->strings_off + h->strings_size;
+    /* Everything before the descriptor table: subsystems, modules, sites,
+     * frames and strings (the layout of segment.h). */
+    uint64_t tables_end = h->fds_off;
     if (read_at(fd, (char *)h + sizeof *h, tables_end - sizeof *h, sizeof *h) != 0 ||
         read_at(fd, lks_fd_table(h), hiwater * sizeof(struct lks_fd), h->fds_off) != 0) {
         close(fd);
@@ -431,7 +430,6 @@ static struct lks_header *load_segment(struct series_reader *r, const char *path
     h->role[sizeof h->role - 1] = 0;
     h->session[sizeof h->session - 1] = 0;
     h->exe[sizeof h->exe - 1] = 0;
-    lks_string_area(h)[h->strings_size - 1] = 0; /* lks_string() relies on it */
     *skip = -1;
     return h;
 }
@@ -449,7 +447,6 @@ int series_scan(struct series_reader *r, const char *dir, const pid_t *only, siz
         syms_sweep(r, r->round - SWEEP_ROUNDS);
         if (r->names_cap && names_rehash(r, r->names_cap, r->round - SWEEP_ROUNDS) != 0) return -1;
     }
-    segdir_sweep(dir); /* exporters remove dead segments (docs/SEGMENTS.md) */
     DIR *d = opendir(dir);
     if (!d && errno == ENOENT) return 0; /* nothing traced yet */
     char why[300];

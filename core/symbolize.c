@@ -37,8 +37,6 @@ struct lks_symbolizer *lks_symbolizer_new(struct lks_header *seg) {
     return s;
 }
 
-void lks_symbolizer_rebind(struct lks_symbolizer *s, struct lks_header *seg) { s->seg = seg; }
-
 void lks_symbolizer_free(struct lks_symbolizer *s) {
     if (!s) return;
     if (s->dwfl) dwfl_end(s->dwfl);

@@ -18,11 +18,6 @@ struct lks_symbolizer;
 struct lks_symbolizer *lks_symbolizer_new(struct lks_header *seg);
 void lks_symbolizer_free(struct lks_symbolizer *s);
 
-/* Points s at a newer validated copy of the same process's segment, keeping
- * what it has loaded (modules are only ever appended). Readers that sample a
- * process repeatedly keep one symbolizer and rebind it each round. */
-void lks_symbolizer_rebind(struct lks_symbolizer *s, struct lks_header *seg);
-
 /* Describes one frame of a site into buf, e.g.
  * "frontier_read_batch (crawler/frontier.c:88) [leakscope-crawler]", or
  * "0x7f12... [libfoo.so]" when no symbol exists. Returns buf. */

@@ -77,7 +77,7 @@ static void fill(struct lks_header *h, pid_t pid, unsigned nsites, const char *e
         s[i].key = 0x9E3779B97F4A7C15ull * (i + 1);
         s[i].subsys = (uint16_t)(i % SUBSYS);
         s[i].nframes = 3;
-        for (int f = 0; f < 3; f++) s[i].frame[f] = (uint32_t)((i + f) % 3) + 1;
+        for (int f = 0; f < 3; f++) s[i].frame[f] = (uint32_t)((i + f) % 3) + 1; /* index + 1 */
         s[i].fd_open = (int64_t)(i % 13) + 1;
         s[i].fd_opened = 100 + i;
         s[i].heap_live_bytes = (int64_t)((i * 7919u) % 100000) + 1;
