@@ -15,6 +15,7 @@ static const struct command commands[] = {
     {"run", cmd_run, "run a command under the shims and summarize its leaks"},
     {"ls", cmd_ls, "list traced processes in the segment directory"},
     {"show", cmd_show, "summarize traced processes by pid, live"},
+    {"report", cmd_report, "judge a recording: verdicts, JSON and an HTML report"},
     {"mark", cmd_mark, "set a heap reference point in a traced process"},
     {"diff", cmd_diff, "show what was allocated since the mark and is still live"},
 };

@@ -11,6 +11,7 @@ PKGS=(
   libbpf-dev bpftool clang llvm
   redis-server nginx-light prometheus
   python3 curl jq procps sqlite3 strace valgrind heaptrack hyperfine
+  libsqlite3-dev chromium tmux
 )
 
 missing=()
