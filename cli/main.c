@@ -18,6 +18,7 @@ static const struct command commands[] = {
     {"report", cmd_report, "judge a recording: verdicts, JSON and an HTML report"},
     {"mark", cmd_mark, "set a heap reference point in a traced process"},
     {"diff", cmd_diff, "show what was allocated since the mark and is still live"},
+    {"serve", cmd_serve, "export traced processes as Prometheus metrics"},
 };
 
 static void usage(FILE *out) {
