@@ -328,7 +328,7 @@ void diag_line(FILE *out, const struct diag_list *l, const struct diagnosis *d) 
         fprintf(out, "%s %s %+.1f/min over %s (confidence %.2f), %.0f open",
                 d->subsystem, d->kind == DIAG_POOL_GROWTH ? "sockets" : "descriptors",
                 d->rate_per_min, over, d->confidence, d->now);
-        if (!isnan(d->idle_fraction))
+        if (!isnan(d->idle_fraction) && d->idle_fraction > 0)
             fprintf(out, ", %.0f%% idle > %.0f s", 100 * d->idle_fraction, l->idle_after_s);
         if (d->nsites)
             fprintf(out, ", %.0f%% opened at %s", 100 * d->sites[0].share, site);

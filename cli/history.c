@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "segment.h"
+#include "series.h"
 
 /* A recording larger than this many ticks or rows of one kind is refused
  * rather than exhausting memory (a day at one sample a second is 86,400). */
@@ -353,4 +354,151 @@ int history_load_db(const char *path, struct history *h, char *err, size_t errle
         if (h->proc[i].first > h->proc[i].last) h->proc[i].first = h->proc[i].last = 0;
     if (rc) history_free(h);
     return rc;
+}
+
+/* Grows every array of h to hold cap ticks (new slots NAN). */
+static int grow(struct history *h, size_t cap) {
+#define GROW(p)                                                    \
+    do {                                                           \
+        double *b_ = realloc((p), cap * sizeof *b_);               \
+        if (!b_) return -1;                                        \
+        for (size_t i_ = h->cap; i_ < cap; i_++) b_[i_] = NAN;     \
+        (p) = b_;                                                  \
+    } while (0)
+    double *t = realloc(h->t, cap * sizeof *t);
+    if (!t) return -1;
+    h->t = t;
+    for (size_t i = 0; i < h->nproc; i++) {
+        struct hist_proc *p = &h->proc[i];
+        GROW(p->rss);
+        GROW(p->fds_open);
+        GROW(p->heap_live);
+        for (size_t s = 0; s < p->nsub; s++)
+            for (int m = 0; m < H_METRICS; m++) GROW(p->sub[s].v[m]);
+        for (size_t s = 0; s < p->nsites; s++) {
+            GROW(p->sites[s].fds_open);
+            GROW(p->sites[s].heap_live);
+        }
+    }
+#undef GROW
+    h->cap = cap;
+    return 0;
+}
+
+/* Drops the oldest `drop` ticks (a live watch keeps a bounded window). */
+static void drop_oldest(struct history *h, size_t drop) {
+    size_t keep = h->nt - drop;
+#define SHIFT(p) memmove((p), (p) + drop, keep * sizeof *(p))
+    SHIFT(h->t);
+    for (size_t i = 0; i < h->nproc; i++) {
+        struct hist_proc *p = &h->proc[i];
+        SHIFT(p->rss);
+        SHIFT(p->fds_open);
+        SHIFT(p->heap_live);
+        for (size_t s = 0; s < p->nsub; s++)
+            for (int m = 0; m < H_METRICS; m++) SHIFT(p->sub[s].v[m]);
+        for (size_t s = 0; s < p->nsites; s++) {
+            SHIFT(p->sites[s].fds_open);
+            SHIFT(p->sites[s].heap_live);
+        }
+        p->first = p->first > drop ? p->first - drop : 0;
+        p->last = p->last > drop ? p->last - drop : 0;
+    }
+#undef SHIFT
+    h->nt = keep;
+}
+
+/* The process of this round's sample, created if new. */
+static struct hist_proc *proc_get(struct history *h, const struct series_proc *sp) {
+    for (size_t i = 0; i < h->nproc; i++)
+        if (h->proc[i].pid == sp->pid && h->proc[i].start_ticks == sp->start_ticks) return &h->proc[i];
+    struct hist_proc *bigger = realloc(h->proc, (h->nproc + 1) * sizeof *bigger);
+    if (!bigger) return NULL;
+    h->proc = bigger;
+    struct hist_proc *p = &h->proc[h->nproc++];
+    memset(p, 0, sizeof *p);
+    p->pid = sp->pid;
+    p->ppid = sp->ppid;
+    p->start_ticks = sp->start_ticks;
+    p->comm = strdup(sp->comm);
+    p->role = strdup(sp->role);
+    p->exe = strdup(sp->exe);
+    p->start_time = sp->start_time;
+    p->first = h->nt - 1;
+    p->rss = nan_array(h->cap);
+    p->fds_open = nan_array(h->cap);
+    p->heap_live = nan_array(h->cap);
+    if (!p->comm || !p->role || !p->exe || !p->rss || !p->fds_open || !p->heap_live) return NULL;
+    return p;
+}
+
+static struct hist_site *site_get(struct history *h, struct hist_proc *p, const struct series_site *ss) {
+    for (size_t i = 0; i < p->nsites; i++)
+        if (p->sites[i].key == ss->key) return &p->sites[i];
+    struct hist_site *bigger = realloc(p->sites, (p->nsites + 1) * sizeof *bigger);
+    if (!bigger) return NULL;
+    p->sites = bigger;
+    struct hist_site *s = &p->sites[p->nsites++];
+    memset(s, 0, sizeof *s);
+    s->key = ss->key;
+    s->subsystem = strdup(ss->subsystem);
+    s->headline = strdup(ss->headline ? ss->headline : "?");
+    s->frames = strdup(ss->frames ? ss->frames : "");
+    s->fds_open = nan_array(h->cap);
+    s->heap_live = nan_array(h->cap);
+    if (!s->subsystem || !s->headline || !s->frames || !s->fds_open || !s->heap_live) return NULL;
+    return s;
+}
+
+static double known(int64_t v) { return v < 0 ? NAN : (double)v; }
+
+int history_add_round(struct history *h, const struct series_round *r, double t, size_t max_ticks) {
+    if (max_ticks >= 2 && h->nt >= max_ticks) drop_oldest(h, h->nt - max_ticks / 2);
+    if (h->nt == h->cap && grow(h, h->cap ? 2 * h->cap : 64) != 0) return -1;
+    size_t k = h->nt++;
+    h->t[k] = t;
+    for (size_t i = 0; i < r->n; i++) {
+        const struct series_proc *sp = &r->procs[i];
+        struct hist_proc *p = proc_get(h, sp);
+        if (!p) return -1;
+        p->last = k;
+        p->fds_limit = (double)sp->fds_limit;
+        p->exit_time = sp->exit_time;
+        p->rss[k] = known(sp->rss_bytes);
+        double fds = 0, heap = 0;
+        for (size_t s = 0; s < sp->nsubsys; s++) {
+            const struct series_subsys *ss = &sp->subsys[s];
+            if (!ss->has_fd && !ss->has_heap) continue;
+            struct hist_sub *hs = sub_get(h, p, ss->name);
+            if (!hs) return -1;
+            if (ss->has_fd) {
+                hs->v[H_FDS_OPEN][k] = (double)ss->fds_open;
+                hs->v[H_FDS_OPENED][k] = (double)ss->fds_opened;
+                double failed = 0;
+                for (int e = 0; e < LKS_ERR_SLOTS; e++) failed += (double)ss->fd_failed[e];
+                hs->v[H_FD_FAILURES][k] = failed;
+                hs->v[H_FD_EMFILE][k] =
+                    (double)(ss->fd_failed[LKS_ERR_EMFILE] + ss->fd_failed[LKS_ERR_ENFILE]);
+                hs->v[H_SOCKETS_IDLE][k] = known(ss->sockets_idle);
+                fds += (double)ss->fds_open;
+            }
+            if (ss->has_heap) {
+                hs->v[H_HEAP_LIVE][k] = (double)ss->heap_live_bytes;
+                hs->v[H_HEAP_ALLOCS][k] = (double)ss->heap_allocs;
+                hs->v[H_HEAP_OLDER_10S][k] = known(ss->heap_older[0]);
+                hs->v[H_HEAP_OLDER_1M][k] = known(ss->heap_older[1]);
+                hs->v[H_HEAP_OLDER_10M][k] = known(ss->heap_older[2]);
+                heap += (double)ss->heap_live_bytes;
+            }
+        }
+        if (sp->features & LKS_FEATURE_FD) p->fds_open[k] = fds;
+        if (sp->features & LKS_FEATURE_HEAP) p->heap_live[k] = heap;
+        for (size_t s = 0; s < sp->nsites; s++) {
+            struct hist_site *hs = site_get(h, p, &sp->sites[s]);
+            if (!hs) return -1;
+            hs->fds_open[k] = (double)sp->sites[s].fds_open;
+            hs->heap_live[k] = (double)sp->sites[s].heap_live_bytes;
+        }
+    }
+    return 0;
 }

@@ -72,6 +72,13 @@ struct history {
  * committed tick. */
 int history_load_db(const char *path, struct history *h, char *err, size_t errlen);
 
+/* Appends a round of series_scan sampled at t (Unix s), matching processes
+ * by pid and start time and sites by key; with max_ticks >= 2, the oldest
+ * half is dropped when max_ticks are held (a live watch stays bounded).
+ * Start from a zeroed struct history. Returns 0, or -1 when out of memory. */
+struct series_round;
+int history_add_round(struct history *h, const struct series_round *r, double t, size_t max_ticks);
+
 void history_free(struct history *h);
 
 /* The series of p's subsystem named name, or NULL. */

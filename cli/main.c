@@ -4,6 +4,7 @@
 
 #include "commands.h"
 #include "heap_report.h"
+#include "top.h"
 
 struct command {
     const char *name;
@@ -15,6 +16,7 @@ static const struct command commands[] = {
     {"run", cmd_run, "run a command under the shims and summarize its leaks"},
     {"ls", cmd_ls, "list traced processes in the segment directory"},
     {"show", cmd_show, "summarize traced processes by pid, live"},
+    {"top", cmd_top, "live view of traced processes, growing first, with verdicts"},
     {"report", cmd_report, "judge a recording: verdicts, JSON and an HTML report"},
     {"mark", cmd_mark, "set a heap reference point in a traced process"},
     {"diff", cmd_diff, "show what was allocated since the mark and is still live"},
