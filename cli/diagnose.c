@@ -107,8 +107,15 @@ static void judge_fds(const struct history *h, const struct hist_proc *p, const 
     d.since_s = tr.since_s;
     d.over_s = tr.span_s;
     d.now = v[n - 1];
-    double idle = last_known(s->v[H_SOCKETS_IDLE], from, to);
-    d.idle_fraction = !isnan(idle) && d.now > 0 ? fmin(1, idle / d.now) : NAN;
+    /* Idle share while the process ran: once it has exited its sockets are
+     * gone from the kernel, while its segment still counts them open. */
+    d.idle_fraction = NAN;
+    for (size_t i = to + 1; i-- > from;) {
+        double idle = s->v[H_SOCKETS_IDLE][i], open = s->v[H_FDS_OPEN][i];
+        if (isnan(idle) || isnan(open) || (isnan(p->rss[i]) && !isnan(p->rss[from]))) continue;
+        d.idle_fraction = open > 0 ? fmin(1, idle / open) : 0;
+        break;
+    }
     if (!isnan(d.idle_fraction) && d.idle_fraction >= POOL_IDLE_FRACTION) d.kind = DIAG_POOL_GROWTH;
     n = gather(h, s->v[H_FDS_OPENED], from, to, t, v);
     d.opened_per_min = lks_counter_rate(t, v, n) * 60;
@@ -175,9 +182,14 @@ static void judge_emfile(const struct history *h, const struct hist_proc *p, siz
     if (push(l, cap, &d)) *oom = 1;
 }
 
+/* Failures first, then descriptors (a hard limit), then heap. */
+static int rank(enum diag_kind k) {
+    return k == DIAG_EMFILE ? 0 : k == DIAG_FD_GROWTH || k == DIAG_POOL_GROWTH ? 1 : 2;
+}
+
 static int by_strength(const void *a, const void *b) {
     const struct diagnosis *x = a, *y = b;
-    if ((x->kind == DIAG_EMFILE) != (y->kind == DIAG_EMFILE)) return x->kind == DIAG_EMFILE ? -1 : 1;
+    if (rank(x->kind) != rank(y->kind)) return rank(x->kind) - rank(y->kind);
     if (x->confidence != y->confidence) return x->confidence > y->confidence ? -1 : 1;
     return (x->proc->pid > y->proc->pid) - (x->proc->pid < y->proc->pid);
 }

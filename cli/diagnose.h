@@ -57,7 +57,7 @@ struct diag_list {
 };
 
 /* Judges every process of h over its last window_s seconds (0: all).
- * Strongest first (emfile, then by confidence and rate). Returns 0, or -1
+ * Strongest first: emfile, then descriptors, then heap; then by confidence. Returns 0, or -1
  * when out of memory. */
 int diagnose(const struct history *h, double window_s, struct diag_list *out);
 void diag_list_free(struct diag_list *l);

@@ -464,7 +464,7 @@ int history_add_round(struct history *h, const struct series_round *r, double t,
         p->last = k;
         p->fds_limit = (double)sp->fds_limit;
         p->exit_time = sp->exit_time;
-        p->rss[k] = known(sp->rss_bytes);
+        p->rss[k] = sp->alive ? known(sp->rss_bytes) : NAN;
         double fds = 0, heap = 0;
         for (size_t s = 0; s < sp->nsubsys; s++) {
             const struct series_subsys *ss = &sp->subsys[s];
@@ -479,7 +479,8 @@ int history_add_round(struct history *h, const struct series_round *r, double t,
                 hs->v[H_FD_FAILURES][k] = failed;
                 hs->v[H_FD_EMFILE][k] =
                     (double)(ss->fd_failed[LKS_ERR_EMFILE] + ss->fd_failed[LKS_ERR_ENFILE]);
-                hs->v[H_SOCKETS_IDLE][k] = known(ss->sockets_idle);
+                /* An exited process's sockets are gone from the kernel. */
+                hs->v[H_SOCKETS_IDLE][k] = sp->alive ? known(ss->sockets_idle) : NAN;
                 fds += (double)ss->fds_open;
             }
             if (ss->has_heap) {

@@ -13,6 +13,7 @@ struct command {
 };
 
 static const struct command commands[] = {
+    {"demo", cmd_demo, "run the reference crawler with a leak, watch it, name the leak"},
     {"run", cmd_run, "run a command under the shims and summarize its leaks"},
     {"ls", cmd_ls, "list traced processes in the segment directory"},
     {"show", cmd_show, "summarize traced processes by pid, live"},

@@ -129,10 +129,8 @@ static int by_growth(const void *a, const void *b) {
     return (x->proc->pid > y->proc->pid) - (x->proc->pid < y->proc->pid);
 }
 
-/* One round's table: a header, then at most max_rows rows, each line ending
- * with eol ("\n", or "\033[K\n" to clear what an earlier frame left). */
-static void draw(FILE *out, const struct history *h, const struct diag_list *l, size_t max_rows,
-                 const char *eol, const char *dir) {
+void top_draw(FILE *out, const struct history *h, const struct diag_list *l, size_t max_rows,
+              const char *eol, const char *dir) {
     struct top_row *rows;
     int n = top_rows(h, l, &rows);
     if (n < 0) return;
@@ -243,12 +241,12 @@ int cmd_top(int argc, char **argv) {
             struct winsize ws = {0};
             size_t rows = ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 4 ? ws.ws_row - 4 : 40;
             fputs("\033[H", stdout);
-            draw(stdout, &h, &l, rows, "\033[K\n", dir);
+            top_draw(stdout, &h, &l, rows, "\033[K\n", dir);
             fputs("\033[K\n", stdout);
             if (l.n) diag_text(stdout, &l);
             fputs(tty_raw ? "press q to quit\033[K\n\033[J" : "\033[J", stdout);
         } else {
-            draw(stdout, &h, &l, (size_t)-1, "\n", dir);
+            top_draw(stdout, &h, &l, (size_t)-1, "\n", dir);
             if (l.n) diag_text(stdout, &l);
             fputc('\n', stdout);
         }
