@@ -13,6 +13,8 @@
  * and at least this much of it. */
 static const struct lks_growth_params fd_params = {.min_rise = 3};
 static const struct lks_growth_params heap_params = {.min_rise = 256 * 1024, .sawtooth = 1};
+/* One site's own series is cleaner than its subsystem's total. */
+static const struct lks_growth_params site_params = {.min_rise = 128 * 1024, .sawtooth = 1};
 
 /* A socket subsystem whose idle share is at least this is a pool. */
 #define POOL_IDLE_FRACTION 0.5
@@ -123,12 +125,53 @@ static void judge_fds(const struct history *h, const struct hist_proc *p, const 
     if (push(l, cap, &d)) *oom = 1;
 }
 
+/* A subsystem whose total is too noisy (buffers of transfers in flight)
+ * can still hide one call site whose live bytes grow steadily: judged on
+ * the sites' own series, the growing ones become one retained-heap verdict. */
+static int judge_heap_sites(const struct history *h, const struct hist_proc *p,
+                            const struct hist_sub *s, size_t from, size_t to, double *t, double *v,
+                            struct diagnosis *d) {
+    double best_rate[DIAG_MAX_SITES] = {0};
+    double sub_now = last_known(s->v[H_HEAP_LIVE], from, to);
+    for (size_t i = 0; i < p->nsites; i++) {
+        const struct hist_site *site = &p->sites[i];
+        if (strcmp(site->subsystem, s->name) != 0) continue;
+        size_t n = gather(h, site->heap_live, from, to, t, v);
+        struct lks_trend tr;
+        if (!lks_growth_detect(t, v, n, &site_params, &tr)) continue;
+        double rate = tr.slope * 60;
+        d->rate_per_min += rate;
+        if (tr.confidence > d->confidence) d->confidence = tr.confidence;
+        if (tr.since_s > d->since_s) d->since_s = tr.since_s;
+        if (tr.span_s > d->over_s) d->over_s = tr.span_s;
+        if (d->nsites == DIAG_MAX_SITES && rate <= best_rate[DIAG_MAX_SITES - 1]) continue;
+        size_t k = d->nsites < DIAG_MAX_SITES ? d->nsites++ : DIAG_MAX_SITES - 1;
+        while (k > 0 && best_rate[k - 1] < rate) {
+            best_rate[k] = best_rate[k - 1];
+            d->sites[k] = d->sites[k - 1];
+            k--;
+        }
+        best_rate[k] = rate;
+        d->sites[k] = (struct diag_site){sub_now > 0 ? fmin(1, v[n - 1] / sub_now) : 0, site};
+    }
+    d->now = sub_now;
+    return d->nsites > 0;
+}
+
 static void judge_heap(const struct history *h, const struct hist_proc *p, const struct hist_sub *s,
                        size_t from, size_t to, double *t, double *v, struct diag_list *l,
                        size_t *cap, int *oom) {
     size_t n = gather(h, s->v[H_HEAP_LIVE], from, to, t, v);
     struct lks_trend tr;
-    if (!lks_growth_detect(t, v, n, &heap_params, &tr)) return;
+    if (!lks_growth_detect(t, v, n, &heap_params, &tr)) {
+        struct diagnosis d = {.proc = p, .kind = DIAG_RETAINED_HEAP, .subsystem = s->name};
+        d.idle_fraction = NAN;
+        if (!judge_heap_sites(h, p, s, from, to, t, v, &d)) return;
+        n = gather(h, s->v[H_HEAP_ALLOCS], from, to, t, v);
+        d.opened_per_min = lks_counter_rate(t, v, n) * 60;
+        if (push(l, cap, &d)) *oom = 1;
+        return;
+    }
     struct diagnosis d = {.proc = p, .kind = DIAG_HEAP_GROWTH, .subsystem = s->name};
     d.rate_per_min = tr.slope * 60;
     d.confidence = tr.confidence;
@@ -143,12 +186,12 @@ static void judge_heap(const struct history *h, const struct hist_proc *p, const
     if (push(l, cap, &d)) *oom = 1;
 }
 
-/* EMFILE/ENFILE in the window: the subsystem that failed most, and the one
- * that held the most descriptors at the first failure. */
+/* EMFILE/ENFILE in the window: which subsystems failed, and the one that
+ * held the most descriptors at the first failure (the verdict's subsystem:
+ * what to fix; the ones that failed are often its victims). */
 static void judge_emfile(const struct history *h, const struct hist_proc *p, size_t from,
                          size_t to, struct diag_list *l, size_t *cap, int *oom) {
-    const struct hist_sub *failed = NULL;
-    double most = 0, total = 0;
+    struct diagnosis d = {.proc = p, .kind = DIAG_EMFILE};
     size_t first = to + 1;
     for (size_t i = 0; i < p->nsub; i++) {
         const double *e = p->sub[i].v[H_FD_EMFILE];
@@ -157,18 +200,23 @@ static void judge_emfile(const struct history *h, const struct hist_proc *p, siz
         /* A process seen from its start failed nothing before. */
         if (from == p->first && from + 1 < to) a = 0;
         if (b - a <= 0) continue;
-        total += b - a;
-        if (b - a > most) most = b - a, failed = &p->sub[i];
-        for (size_t k = from; k <= to && k < first; k++)
-            if (!isnan(e[k]) && e[k] > a) first = k;
+        d.failures += b - a;
+        size_t k = d.nfailed < 4 ? d.nfailed++ : 3;
+        if (k == 3 && d.failed[3].subsystem && d.failed[3].count >= b - a) continue;
+        while (k > 0 && d.failed[k - 1].count < b - a) {
+            d.failed[k] = d.failed[k - 1];
+            k--;
+        }
+        d.failed[k].subsystem = p->sub[i].name;
+        d.failed[k].count = b - a;
+        for (size_t j = from; j <= to && j < first; j++)
+            if (!isnan(e[j]) && e[j] > a) first = j;
     }
-    if (!failed) return;
-    struct diagnosis d = {.proc = p, .kind = DIAG_EMFILE, .subsystem = failed->name};
-    d.failures = total;
+    if (d.nfailed == 0) return;
     d.confidence = 1;
     d.over_s = h->t[to] - h->t[from];
     d.since_s = h->t[to] - h->t[first];
-    d.rate_per_min = d.over_s > 0 ? total / d.over_s * 60 : total;
+    d.rate_per_min = d.over_s > 0 ? d.failures / d.over_s * 60 : d.failures;
     d.idle_fraction = NAN;
     d.limit = p->fds_limit;
     d.open_total = p->fds_open[first];
@@ -176,9 +224,10 @@ static void judge_emfile(const struct history *h, const struct hist_proc *p, siz
         double held = p->sub[i].v[H_FDS_OPEN][first];
         if (!isnan(held) && (!d.holder || held > d.held)) d.holder = p->sub[i].name, d.held = held;
     }
-    d.now = last_known(failed->v[H_FDS_OPEN], from, to);
-    attribute(p, d.holder ? d.holder : failed->name, 0, from, to,
-              d.holder ? d.held : d.now, d.held, &d);
+    d.subsystem = d.holder ? d.holder : d.failed[0].subsystem;
+    struct hist_sub *s = history_sub((struct hist_proc *)p, d.subsystem);
+    d.now = s ? last_known(s->v[H_FDS_OPEN], from, to) : NAN;
+    attribute(p, d.subsystem, 0, from, to, d.held, d.held, &d);
     if (push(l, cap, &d)) *oom = 1;
 }
 
@@ -274,7 +323,13 @@ void diag_json(FILE *out, const struct diag_list *l) {
                  d->opened_per_min);
         if (d->kind == DIAG_EMFILE) {
             json_num(out, "failures", d->failures);
-            fputs(",\"holder\":", out);
+            fputs(",\"failed\":{", out);
+            for (size_t f = 0; f < d->nfailed; f++) {
+                if (f) fputc(',', out);
+                json_string(out, d->failed[f].subsystem);
+                fprintf(out, ":%.0f", d->failed[f].count);
+            }
+            fputs("},\"holder\":", out);
             json_string(out, d->holder);
             json_num(out, "held", d->held);
             json_num(out, "open_total", d->open_total);
@@ -355,10 +410,12 @@ void diag_line(FILE *out, const struct diag_list *l, const struct diagnosis *d) 
             fprintf(out, ", %.0f%% allocated at %s", 100 * d->sites[0].share, site);
         break;
     case DIAG_EMFILE:
-        fprintf(out, "%s opens failed %.0f times with EMFILE (first %s ago); then %s held %.0f of %.0f"
-                " descriptors (limit %.0f, headroom %.0f)",
-                d->subsystem, d->failures, since, d->holder ? d->holder : "?", d->held,
-                d->open_total, d->limit, d->limit - d->open_total);
+        fprintf(out, "%s held %.0f of %.0f descriptors (limit %.0f, headroom %.0f) when opens failed"
+                " with EMFILE:", d->subsystem, d->held, d->open_total, d->limit,
+                d->limit - d->open_total);
+        for (size_t f = 0; f < d->nfailed; f++)
+            fprintf(out, "%s %s %.0f", f ? "," : "", d->failed[f].subsystem, d->failed[f].count);
+        fprintf(out, " (first %s ago)", since);
         if (d->nsites) fprintf(out, ", %.0f%% opened at %s", 100 * d->sites[0].share, site);
         break;
     }

@@ -9,8 +9,9 @@
  *   retained-heap  a subsystem's live heap grows and one call site holds most
  *                  of the growth (buffers kept after their use)
  *   heap-growth    a subsystem's live heap grows, spread over its sites
- *   emfile         opens failed with EMFILE/ENFILE: which subsystem failed,
- *                  which held the descriptors then, the headroom left
+ *   emfile         opens failed with EMFILE/ENFILE: the subsystem holding the
+ *                  most descriptors then, which subsystems failed, the
+ *                  headroom left
  *
  * The verdicts point into the history they came from: keep it alive until
  * diag_list_free.
@@ -42,9 +43,15 @@ struct diagnosis {
     double idle_fraction;       /* of the subsystem's sockets, NAN if unknown */
     double now;                 /* open descriptors or live bytes at the end */
     double opened_per_min;      /* opens or allocations per minute: the churn */
-    /* emfile only */
-    double failures;            /* in the window */
-    const char *holder;         /* subsystem holding the most descriptors then */
+    /* emfile only: subsystem is the one holding the most descriptors at the
+     * first failure (the cause); failed[] the ones whose opens failed. */
+    double failures;            /* in the window, all subsystems */
+    size_t nfailed;
+    struct {
+        const char *subsystem;
+        double count;
+    } failed[4];                /* most first */
+    const char *holder;
     double held, open_total, limit;
     size_t nsites;
     struct diag_site sites[DIAG_MAX_SITES];
