@@ -224,7 +224,9 @@ static int start_crawler(struct demo *d, const char *crawler, const char *mode, 
     snprintf(log, sizeof log, "%s/crawl.log", d->tmp);
     snprintf(out, sizeof out, "%s/run.log", d->tmp);
     int wide = strcmp(mode, "http-unbounded") == 0;
-    char *argv[] = {self, "run", "--quiet", "--keep", "--dir", d->segdir, "--",
+    /* The crawler labels its parsers (LEAKSCOPE_ROLE=parser); the main
+     * process is the fetcher. */
+    char *argv[] = {self, "run", "--quiet", "--keep", "--role", "fetcher", "--dir", d->segdir, "--",
                     (char *)crawler, "--seeds", seeds, "--data-dir", data, "--redis", redis,
                     "--connect-to", connect, "--delay", "0.2", "--duration", dur,
                     "--workers", wide ? "32" : "64", "--log", log, "--inject", (char *)mode, NULL};
@@ -360,7 +362,9 @@ int cmd_demo(int argc, char **argv) {
                     l.n, l.n == 1 ? "" : "s");
             last_print = now_s();
         }
-        sleep(1);
+        /* One round a second, however long the round took. */
+        double next = started + ceil(now_s() - started + 0.01);
+        while (!interrupted && now_s() < next) usleep(20000);
     }
     if (d.crawl > 0) {
         /* Interrupted or late: SIGINT stops the crawler cleanly (transfers in

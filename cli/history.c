@@ -350,8 +350,15 @@ int history_load_db(const char *path, struct history *h, char *err, size_t errle
     }
     sqlite3_close(L.db);
     free(L.tick_of), free(L.proc_of), free(L.site_proc), free(L.site_idx);
-    for (size_t i = 0; rc == 0 && i < h->nproc; i++)
-        if (h->proc[i].first > h->proc[i].last) h->proc[i].first = h->proc[i].last = 0;
+    for (size_t i = 0; rc == 0 && i < h->nproc; i++) {
+        struct hist_proc *p = &h->proc[i];
+        if (p->first > p->last) p->first = p->last = 0;
+        /* Judge a process while it ran: after its exit the recorder keeps
+         * its final state (rss NULL), what an interpreter's teardown left. */
+        size_t alive = p->last + 1;
+        while (alive > p->first && isnan(p->rss[alive - 1])) alive--;
+        if (alive > p->first) p->last = alive - 1;
+    }
     if (rc) history_free(h);
     return rc;
 }
@@ -459,12 +466,15 @@ int history_add_round(struct history *h, const struct series_round *r, double t,
     h->t[k] = t;
     for (size_t i = 0; i < r->n; i++) {
         const struct series_proc *sp = &r->procs[i];
+        /* Series of running processes only: an exited one's segment holds
+         * what its teardown left, not what it grew. */
+        if (!sp->alive) continue;
         struct hist_proc *p = proc_get(h, sp);
         if (!p) return -1;
         p->last = k;
         p->fds_limit = (double)sp->fds_limit;
         p->exit_time = sp->exit_time;
-        p->rss[k] = sp->alive ? known(sp->rss_bytes) : NAN;
+        p->rss[k] = known(sp->rss_bytes);
         double fds = 0, heap = 0;
         for (size_t s = 0; s < sp->nsubsys; s++) {
             const struct series_subsys *ss = &sp->subsys[s];
@@ -479,8 +489,7 @@ int history_add_round(struct history *h, const struct series_round *r, double t,
                 hs->v[H_FD_FAILURES][k] = failed;
                 hs->v[H_FD_EMFILE][k] =
                     (double)(ss->fd_failed[LKS_ERR_EMFILE] + ss->fd_failed[LKS_ERR_ENFILE]);
-                /* An exited process's sockets are gone from the kernel. */
-                hs->v[H_SOCKETS_IDLE][k] = sp->alive ? known(ss->sockets_idle) : NAN;
+                hs->v[H_SOCKETS_IDLE][k] = known(ss->sockets_idle);
                 fds += (double)ss->fds_open;
             }
             if (ss->has_heap) {

@@ -45,9 +45,12 @@ static const char *subsys_color(const char *name) {
         {"parse", "#9c36b5"}, {"log", "#868e96"}, {"pipe", "#e67700"}, {"other", "#adb5bd"}};
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (strcmp(name, known[i][0]) == 0) return known[i][1];
+    /* Others: hues none of the known ones use. */
+    static const char *const others[] = {"#495057", "#f08c00", "#5f3dc4", "#087f5b",
+                                         "#a61e4d", "#364fc7", "#74b816", "#15aabf"};
     unsigned hash = 5381;
     for (const char *p = name; *p; p++) hash = hash * 33 + (unsigned char)*p;
-    return palette[hash % MAX_LINES];
+    return others[hash % (sizeof others / sizeof others[0])];
 }
 
 /* A y value with a unit, short. */

@@ -31,7 +31,7 @@ has_frame() { jq -e --arg f "$2" '[.verdicts[0].sites[].frames[]] | any(contains
 
 for m in none redis-pool-growth frontier-fd retain-pages curl-handle http-unbounded; do
   check "$m: demo exits 0" 0 "$(cat "$TMP/$m.rc")"
-  check "$m: no parser blamed" 0 "$(jq '[.verdicts[] | select(.role == "parser")] | length' "$TMP/$m.json")"
+  check "$m: only the fetcher blamed" 0 "$(jq '[.verdicts[] | select(.role != "fetcher")] | length' "$TMP/$m.json")"
   check "$m: the text verdicts are the JSON's" "$(jq '.verdicts | length' "$TMP/$m.json")" \
     "$(grep -cE '^(fd-growth|pool-growth|retained-heap|heap-growth|emfile): ' "$TMP/$m.out")"
 done
@@ -39,7 +39,7 @@ done
 check "none: no verdict" 0 "$(jq '.verdicts | length' "$TMP/none.json")"
 check_true "none: says so" grep -q "^no leak" "$TMP/none.out"
 
-check "pool growth: redis pool-growth in the fetcher" "pool-growth redis leakscope-crawl " \
+check "pool growth: redis pool-growth in the fetcher" "pool-growth redis leakscope-crawl fetcher" \
   "$(first redis-pool-growth '"\(.kind) \(.subsystem) \(.process) \(.role)"')"
 check_true "pool growth: most of those sockets idle" \
   jqt '.verdicts[0].idle_fraction > 0.5' "$TMP/redis-pool-growth.json"
