@@ -22,6 +22,7 @@ static const struct command commands[] = {
     {"mark", cmd_mark, "set a heap reference point in a traced process"},
     {"diff", cmd_diff, "show what was allocated since the mark and is still live"},
     {"serve", cmd_serve, "export traced processes as Prometheus metrics"},
+    {"record", cmd_record, "sample traced processes into a SQLite recording"},
 };
 
 static void usage(FILE *out) {

@@ -18,13 +18,14 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "record.h"
 #include "rules.h"
 #include "segdir.h"
 #include "summary.h"
 
 static void usage(FILE *out) {
     fputs("usage: leakscope run [--fd] [--heap] [--rules FILE] [--dir DIR] [--summary FILE.json]\n"
-          "                     [--role NAME] [--keep] [--quiet] -- CMD [ARGS...]\n"
+          "                     [--role NAME] [--keep] [--quiet] [--record FILE.db] -- CMD [ARGS...]\n"
           "Runs CMD and its children under the shims and summarizes at exit.\n"
           "  --fd, --heap      what to trace (default: both)\n"
           "  --rules FILE      classification rules (also LEAKSCOPE_RULES)\n"
@@ -32,6 +33,8 @@ static void usage(FILE *out) {
           "  --summary FILE    write the summary as JSON\n"
           "  --role NAME       label the processes (LEAKSCOPE_ROLE)\n"
           "  --keep            keep the segments of exited processes\n"
+          "  --record FILE.db  sample the run every second into a SQLite recording\n"
+          "                    (docs/RECORDING.md), final state included\n"
           "  --quiet           no human summary on stderr\n"
           "Exit status: CMD's, or 128+signal if it was killed.\n",
           out);
@@ -69,7 +72,7 @@ static int add_preload(const char *dir, const char *lib, char *preload, size_t l
 
 int cmd_run(int argc, char **argv) {
     int want_fd = 0, want_heap = 0, keep = 0, quiet = 0;
-    const char *rules = NULL, *dir_opt = NULL, *summary = NULL, *role = NULL;
+    const char *rules = NULL, *dir_opt = NULL, *summary = NULL, *role = NULL, *record = NULL;
     int i = 1;
     for (; i < argc; i++) {
         const char *a = argv[i];
@@ -89,6 +92,7 @@ int cmd_run(int argc, char **argv) {
         else if (i + 1 < argc && strcmp(a, "--dir") == 0) dir_opt = argv[++i];
         else if (i + 1 < argc && strcmp(a, "--summary") == 0) summary = argv[++i];
         else if (i + 1 < argc && strcmp(a, "--role") == 0) role = argv[++i];
+        else if (i + 1 < argc && strcmp(a, "--record") == 0) record = argv[++i];
         else {
             fprintf(stderr, "leakscope run: unknown or incomplete option '%s'\n", a);
             usage(stderr);
@@ -146,6 +150,34 @@ int cmd_run(int argc, char **argv) {
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(session, sizeof session, "run-%d-%lld", (int)getpid(), (long long)ts.tv_sec);
 
+    /* The recorder: a child of ours sampling this session's segments, told
+     * to take its last sample (SIGTERM) once the command has exited. */
+    pid_t recorder = -1;
+    if (record) {
+        char command[1024] = "";
+        for (int k = i; k < argc; k++) {
+            size_t used = strlen(command);
+            snprintf(command + used, sizeof command - used, "%s%s", k > i ? " " : "", argv[k]);
+        }
+        if (record_check_out(record, 1, dir, command) != 0) return 2;
+        sigset_t term, old;
+        sigemptyset(&term);
+        sigaddset(&term, SIGTERM);
+        sigprocmask(SIG_BLOCK, &term, &old);
+        recorder = fork();
+        if (recorder != 0) sigprocmask(SIG_SETMASK, &old, NULL);
+        if (recorder < 0) {
+            fprintf(stderr, "leakscope run: fork: %s\n", strerror(errno));
+            return 2;
+        }
+        if (recorder == 0) {
+            struct record_opts o = {.out = record, .dir = dir, .session = session,
+                                    .command = command, .interval_s = 1, .duration_s = -1, .idle_after_s = 60,
+                                    .top_sites = 10, .ignore_sigint = 1};
+            _exit(record_loop(&o));
+        }
+    }
+
     pid_t child = fork();
     if (child < 0) {
         fprintf(stderr, "leakscope run: fork: %s\n", strerror(errno));
@@ -175,6 +207,14 @@ int cmd_run(int argc, char **argv) {
     int status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus)
                  : WIFSIGNALED(wstatus) ? 128 + WTERMSIG(wstatus)
                                         : 1;
+    if (recorder > 0) {
+        int rstatus = 0;
+        kill(recorder, SIGTERM);
+        while (waitpid(recorder, &rstatus, 0) < 0 && errno == EINTR)
+            ;
+        if (!WIFEXITED(rstatus) || WEXITSTATUS(rstatus) != 0)
+            fprintf(stderr, "leakscope run: the recording %s may be incomplete\n", record);
+    }
 
     struct seg_list l;
     if (segdir_load(dir, session, 0, &l) != 0) {

@@ -35,13 +35,79 @@ struct name_entry {
     char *frames;
 };
 
+/* A process's symbolizer, kept across rounds: creating one (libdwfl loading
+ * a module's symbols and DWARF) costs far more than a round. It works on a
+ * private copy of the segment's header and module table, refreshed before
+ * use (modules are only ever appended). */
+struct proc_sym {
+    pid_t pid;
+    uint64_t start_ticks;
+    uint64_t last_round;
+    struct lks_header *mods;
+    struct lks_symbolizer *sym;
+};
+
+#define MODS_OFF ((sizeof(struct lks_header) + 63) & ~(size_t)63)
+
 struct series_reader {
     unsigned top_sites;
     uint32_t idle_ms;
     uint64_t round;
     struct name_entry *names;
     size_t names_cap, names_used; /* cap: power of two */
+    struct proc_sym *syms;
+    size_t nsyms, syms_cap;
 };
+
+static void proc_sym_free(struct proc_sym *p) {
+    lks_symbolizer_free(p->sym);
+    free(p->mods);
+}
+
+/* Drops the symbolizers of processes not sampled since min_round. */
+static void syms_sweep(struct series_reader *r, uint64_t min_round) {
+    size_t k = 0;
+    for (size_t i = 0; i < r->nsyms; i++) {
+        if (r->syms[i].last_round >= min_round) r->syms[k++] = r->syms[i];
+        else proc_sym_free(&r->syms[i]);
+    }
+    r->nsyms = k;
+}
+
+/* The symbolizer of seg's process, its module table brought up to date. */
+static struct lks_symbolizer *proc_symbolizer(struct series_reader *r, struct lks_header *seg) {
+    struct proc_sym *p = NULL;
+    for (size_t i = 0; i < r->nsyms && !p; i++)
+        if (r->syms[i].pid == seg->pid && r->syms[i].start_ticks == seg->proc_start_ticks)
+            p = &r->syms[i];
+    if (!p) {
+        if (r->nsyms == r->syms_cap) {
+            size_t cap = r->syms_cap ? r->syms_cap * 2 : 16;
+            struct proc_sym *n = realloc(r->syms, cap * sizeof *n);
+            if (!n) return NULL;
+            r->syms = n;
+            r->syms_cap = cap;
+        }
+        struct proc_sym fresh = {seg->pid, seg->proc_start_ticks, r->round, NULL, NULL};
+        fresh.mods = aligned_alloc(64, MODS_OFF + LKS_MAX_MODULES * sizeof(struct lks_module));
+        if (!fresh.mods) return NULL;
+        memset(fresh.mods, 0, MODS_OFF + LKS_MAX_MODULES * sizeof(struct lks_module));
+        if (!(fresh.sym = lks_symbolizer_new(fresh.mods))) {
+            free(fresh.mods);
+            return NULL;
+        }
+        p = &r->syms[r->nsyms++];
+        *p = fresh;
+    }
+    uint32_t used = atomic_load(&seg->modules_used);
+    if (used > LKS_MAX_MODULES) used = LKS_MAX_MODULES;
+    memcpy(p->mods, seg, sizeof *seg);
+    p->mods->modules_off = MODS_OFF;
+    atomic_store(&p->mods->modules_used, used);
+    memcpy(lks_module_table(p->mods), lks_module_table(seg), used * sizeof(struct lks_module));
+    p->last_round = r->round;
+    return p->sym;
+}
 
 struct series_reader *series_reader_new(unsigned top_sites, uint32_t idle_ms) {
     struct series_reader *r = calloc(1, sizeof *r);
@@ -62,6 +128,8 @@ static void names_clear(struct name_entry *v, size_t cap) {
 void series_reader_free(struct series_reader *r) {
     if (!r) return;
     names_clear(r->names, r->names_cap);
+    syms_sweep(r, UINT64_MAX);
+    free(r->syms);
     free(r);
 }
 
@@ -99,6 +167,7 @@ static int names_rehash(struct series_reader *r, size_t ncap, uint64_t min_round
  * need) when new. NULL only when out of memory. */
 static struct name_entry *site_names(struct series_reader *r, struct lks_header *seg,
                                      struct lks_symbolizer **sym, const struct lks_site *site) {
+    /* *sym: this process's symbolizer, looked up on first need. */
     if ((r->names_used + 1) * 2 > r->names_cap &&
         names_rehash(r, r->names_cap ? r->names_cap * 2 : 1024, 0) != 0)
         return NULL;
@@ -111,7 +180,7 @@ static struct name_entry *site_names(struct series_reader *r, struct lks_header 
         }
         j = (j + 1) & (r->names_cap - 1);
     }
-    if (!*sym && !(*sym = lks_symbolizer_new(seg))) return NULL;
+    if (!*sym && !(*sym = proc_symbolizer(r, seg))) return NULL;
     char head[512], frames[FRAMES_TEXT];
     lks_symbolize_headline(*sym, site, head, sizeof head);
     size_t used = 0;
@@ -281,7 +350,6 @@ int series_sample(struct series_reader *r, struct lks_header *seg, const struct 
         d->heap_live_bytes = s->heap_live_bytes > 0 ? s->heap_live_bytes : 0;
         d->heap_live_allocs = s->heap_live_allocs > 0 ? s->heap_live_allocs : 0;
     }
-    if (sym) lks_symbolizer_free(sym);
     free(top_fd);
     free(vals);
     return rc;
@@ -327,9 +395,10 @@ int series_scan(struct series_reader *r, const char *dir, const pid_t *only, siz
                 struct series_round *out) {
     memset(out, 0, sizeof *out);
     r->round++;
-    if (r->round % SWEEP_ROUNDS == 0 && r->names_cap &&
-        names_rehash(r, r->names_cap, r->round - SWEEP_ROUNDS) != 0)
-        return -1;
+    if (r->round % SWEEP_ROUNDS == 0) {
+        syms_sweep(r, r->round - SWEEP_ROUNDS);
+        if (r->names_cap && names_rehash(r, r->names_cap, r->round - SWEEP_ROUNDS) != 0) return -1;
+    }
     DIR *d = opendir(dir);
     if (!d) return -1;
     struct sockidle *idle = sockidle_scan(r->idle_ms, out->sockdiag_err, sizeof out->sockdiag_err);
