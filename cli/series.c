@@ -5,6 +5,7 @@
 #include "series.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,8 @@ struct series_reader {
     size_t names_cap, names_used; /* cap: power of two */
     struct proc_sym *syms;
     size_t nsyms, syms_cap;
+    void *buf; /* the segment being sampled (load_segment) */
+    size_t buf_len;
 };
 
 static void proc_sym_free(struct proc_sym *p) {
@@ -105,6 +108,7 @@ static struct lks_symbolizer *proc_symbolizer(struct series_reader *r, struct lk
     p->mods->modules_off = MODS_OFF;
     atomic_store(&p->mods->modules_used, used);
     memcpy(lks_module_table(p->mods), lks_module_table(seg), used * sizeof(struct lks_module));
+    for (uint32_t i = 0; i < used; i++) lks_module_table(p->mods)[i].path[LKS_MODULE_PATH - 1] = 0;
     p->last_round = r->round;
     return p->sym;
 }
@@ -130,6 +134,7 @@ void series_reader_free(struct series_reader *r) {
     names_clear(r->names, r->names_cap);
     syms_sweep(r, UINT64_MAX);
     free(r->syms);
+    free(r->buf);
     free(r);
 }
 
@@ -258,6 +263,7 @@ int series_sample(struct series_reader *r, struct lks_header *seg, const struct 
     out->producer = producer_name(seg->producer);
     out->features = atomic_load(&seg->features);
     out->alive = lks_segment_process_alive(seg);
+    out->kept = atomic_load(&seg->kept) != 0;
     out->exit_time = seg->exited && seg->exit_realtime_ns > 0 ? (double)seg->exit_realtime_ns / 1e9 : 0;
     out->rss_bytes = out->alive ? rss_bytes(seg->pid) : -1;
     out->fds_limit = seg->rlimit_nofile_cur > INT64_MAX ? INT64_MAX : (int64_t)seg->rlimit_nofile_cur;
@@ -361,29 +367,88 @@ void series_proc_free(struct series_proc *p) {
     p->nsites = 0;
 }
 
-/* A private copy of a segment whose heap area is not torn (retried), or
- * NULL; *skip says why when the file is not one we may read. */
-static struct lks_header *load_segment(const char *path, int *skip) {
-    struct stat st;
+/* Reads len bytes at off into buf; 0 if all of them came. */
+static int read_at(int fd, void *buf, size_t len, uint64_t off) {
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return -1;
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+/* A private, validated copy of what sampling reads, in the reader's reused
+ * buffer: the header is checked by lks_segment_validate first, then only the
+ * tables, the descriptors below fd_hiwater and the heap area are copied
+ * (a whole copy would be mostly the unused descriptor table). Everything
+ * else in the buffer is stale and never read. Re-reads a torn heap area.
+ * Returns NULL; *skip says why when the file is not one we may read. */
+static struct lks_header *load_segment(struct series_reader *r, const char *path, int *skip) {
     *skip = -1;
-    if (lstat(path, &st) != 0) return NULL; /* gone since readdir: not an error */
-    if (st.st_uid != getuid() && getuid() != 0) {
-        *skip = SERIES_SKIP_FOREIGN;
+    struct stat st;
+    char err[400];
+    int fd = lks_open_regular(path, 1, &st, err, sizeof err);
+    if (fd < 0) {
+        if (errno != ENOENT) *skip = SERIES_SKIP_INVALID; /* ENOENT: gone since readdir */
         return NULL;
     }
-    char err[400];
-    for (int attempt = 0;; attempt++) {
-        struct lks_header *h = lks_segment_load(path, err, sizeof err);
-        if (!h) {
-            if (access(path, F_OK) == 0) *skip = SERIES_SKIP_INVALID;
+    if (st.st_size < (off_t)sizeof(struct lks_header) || st.st_size > (off_t)1 << 32) {
+        *skip = SERIES_SKIP_INVALID;
+        close(fd);
+        return NULL;
+    }
+    if (st.st_uid != getuid()) { /* root included: nobody else's segments */
+        *skip = SERIES_SKIP_FOREIGN;
+        close(fd);
+        return NULL;
+    }
+    size_t len = (size_t)st.st_size;
+    if (len > r->buf_len) {
+        free(r->buf);
+        r->buf = aligned_alloc(64, (len + 63) & ~(size_t)63);
+        r->buf_len = r->buf ? len : 0;
+        if (!r->buf) {
+            close(fd);
             return NULL;
         }
-        const char *why;
-        if (!(atomic_load(&h->features) & LKS_FEATURE_HEAP) || lks_heapseg_check(h, &why) ||
-            attempt == TORN_RETRIES)
-            return h;
-        lks_segment_free(h);
     }
+    struct lks_header *h = r->buf;
+    char why[200];
+    *skip = SERIES_SKIP_INVALID;
+    if (read_at(fd, h, sizeof *h, 0) != 0 || lks_segment_validate(h, len, why, sizeof why) != 0 ||
+        h->subsys_off > h->sites_off) {
+        close(fd);
+        return NULL;
+    }
+    uint64_t hiwater = (uint64_t)(uint32_t)atomic_load(&h->fd_hiwater);
+    if (hiwater > h->fds_cap) hiwater = h->fds_cap;
+    /* header .. end of the site table: subsystems, modules, sites. */
+    uint64_t tables_end = h->sites_off + (uint64_t)h->sites_cap * sizeof(struct lks_site);
+    if (read_at(fd, (char *)h + sizeof *h, tables_end - sizeof *h, sizeof *h) != 0 ||
+        read_at(fd, lks_fd_table(h), hiwater * sizeof(struct lks_fd), h->fds_off) != 0) {
+        close(fd);
+        return NULL;
+    }
+    for (int attempt = 0; h->heap_size; attempt++) {
+        const char *torn;
+        if (read_at(fd, lks_heap_area(h), h->heap_size, h->heap_off) != 0) {
+            close(fd);
+            return NULL;
+        }
+        if (!(atomic_load(&h->features) & LKS_FEATURE_HEAP) || lks_heapseg_check(h, &torn) ||
+            attempt == TORN_RETRIES)
+            break;
+    }
+    close(fd);
+    atomic_store(&h->fd_hiwater, (int32_t)hiwater);
+    h->comm[sizeof h->comm - 1] = 0;
+    h->role[sizeof h->role - 1] = 0;
+    h->session[sizeof h->session - 1] = 0;
+    h->exe[sizeof h->exe - 1] = 0;
+    *skip = -1;
+    return h;
 }
 
 static int by_pid(const void *a, const void *b) {
@@ -400,7 +465,15 @@ int series_scan(struct series_reader *r, const char *dir, const pid_t *only, siz
         if (r->names_cap && names_rehash(r, r->names_cap, r->round - SWEEP_ROUNDS) != 0) return -1;
     }
     DIR *d = opendir(dir);
+    if (!d && errno == ENOENT) return 0; /* nothing traced yet */
+    char why[300];
     if (!d) return -1;
+    if (lks_segment_dir_check(dir, why, sizeof why) != 0) { /* sets errno */
+        int e = errno;
+        closedir(d);
+        errno = e;
+        return -1;
+    }
     struct sockidle *idle = sockidle_scan(r->idle_ms, out->sockdiag_err, sizeof out->sockdiag_err);
     out->sockdiag_ok = idle != NULL;
     size_t cap = 0;
@@ -423,14 +496,13 @@ int series_scan(struct series_reader *r, const char *dir, const pid_t *only, siz
         char path[600];
         if (snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= (int)sizeof path) continue;
         int skip;
-        struct lks_header *h = load_segment(path, &skip);
+        struct lks_header *h = load_segment(r, path, &skip);
         if (!h) {
             if (skip >= 0) out->skipped[skip]++;
             continue;
         }
         struct series_proc *p = &out->procs[out->n];
         int rc = series_sample(r, h, idle, p);
-        lks_segment_free(h);
         if (rc != 0) {
             series_proc_free(p);
             goto oom;

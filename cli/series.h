@@ -64,6 +64,7 @@ struct series_proc {
     const char *producer; /* "preload", "ebpf" or "unknown" */
     uint32_t features;    /* LKS_FEATURE_* */
     int alive;            /* the writing process is still running */
+    int kept;             /* `leakscope run --keep`: never remove its segment */
     double exit_time;     /* Unix seconds when the producer recorded an exit, else 0 */
     int64_t rss_bytes;    /* -1 when not running */
     int64_t fds_limit;    /* soft RLIMIT_NOFILE */

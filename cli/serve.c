@@ -10,6 +10,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdarg.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <signal.h>
@@ -102,22 +103,72 @@ static void gone_sweep(struct server *sv) {
 
 /* ---- exposition ---- */
 
+/* The body being built: a plain growing buffer (open_memstream zero-fills
+ * as it grows, which showed in the profile of a large scrape). */
 struct expo {
-    FILE *out;
+    char *buf;
+    size_t len, cap;
     int openmetrics;
+    int oom;
 };
 
-static void label_value(FILE *out, const char *s) {
-    fputc('"', out);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '\\') fputs("\\\\", out);
-        else if (c == '"') fputs("\\\"", out);
-        else if (c == '\n') fputs("\\n", out);
-        else if (c < 0x20 || c == 0x7f) fputc('?', out);
-        else fputc(c, out);
+static int xreserve(struct expo *x, size_t more) {
+    if (x->oom) return -1;
+    if (x->len + more + 1 <= x->cap) return 0;
+    size_t cap = x->cap ? x->cap : 1 << 16;
+    while (cap < x->len + more + 1) cap *= 2;
+    char *n = realloc(x->buf, cap);
+    if (!n) {
+        x->oom = 1;
+        return -1;
     }
-    fputc('"', out);
+    x->buf = n;
+    x->cap = cap;
+    return 0;
+}
+
+static void xwrite(struct expo *x, const char *s, size_t n) {
+    if (xreserve(x, n) != 0) return;
+    memcpy(x->buf + x->len, s, n);
+    x->len += n;
+}
+
+static void xputs(struct expo *x, const char *s) { xwrite(x, s, strlen(s)); }
+static void xputc(struct expo *x, char c) { xwrite(x, &c, 1); }
+
+static void xprintf(struct expo *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void xprintf(struct expo *x, const char *fmt, ...) {
+    for (int pass = 0; pass < 2; pass++) {
+        if (xreserve(x, 256) != 0) return;
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(x->buf + x->len, x->cap - x->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) return;
+        if ((size_t)n < x->cap - x->len) {
+            x->len += (size_t)n;
+            return;
+        }
+        if (xreserve(x, (size_t)n) != 0) return;
+    }
+}
+
+static void label_value(struct expo *x, const char *s) {
+    xputc(x, '"');
+    while (*s) {
+        size_t run = strcspn(s, "\\\"\n\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0b\x0c\x0d\x0e"
+                                "\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e"
+                                "\x1f\x7f");
+        xwrite(x, s, run);
+        s += run;
+        if (!*s) break;
+        unsigned char c = (unsigned char)*s++;
+        if (c == '\\') xputs(x, "\\\\");
+        else if (c == '"') xputs(x, "\\\"");
+        else if (c == '\n') xputs(x, "\\n");
+        else xputc(x, '?');
+    }
+    xputc(x, '"');
 }
 
 /* HELP and TYPE lines; OpenMetrics names a counter family without _total. */
@@ -126,30 +177,31 @@ static void family(struct expo *x, const char *name, const char *type, const cha
     int strip = x->openmetrics && strcmp(type, "counter") == 0 && len > 6 &&
                 strcmp(name + len - 6, "_total") == 0;
     int n = strip ? (int)len - 6 : (int)len;
-    fprintf(x->out, "# HELP %.*s %s\n# TYPE %.*s %s\n", n, name, help, n, name, type);
+    xprintf(x, "# HELP %.*s %s\n# TYPE %.*s %s\n", n, name, help, n, name, type);
 }
 
-static void proc_labels(FILE *out, const struct series_proc *p) {
-    fprintf(out, "pid=\"%d\",process=", (int)p->pid);
-    label_value(out, p->comm);
-    fputs(",role=", out);
-    label_value(out, p->role);
+static void proc_labels(struct expo *x, const struct series_proc *p) {
+    xprintf(x, "pid=\"%d\",process=", (int)p->pid);
+    label_value(x, p->comm);
+    xputs(x, ",role=");
+    label_value(x, p->role);
 }
 
 /* name{pid,process,role[,subsystem=S][,extra]} value */
 static void sample(struct expo *x, const char *name, const struct series_proc *p,
                    const char *subsys, const char *extra_name, const char *extra, double v) {
-    fprintf(x->out, "%s{", name);
-    proc_labels(x->out, p);
+    xprintf(x, "%s{", name);
+    proc_labels(x, p);
     if (subsys) {
-        fputs(",subsystem=", x->out);
-        label_value(x->out, subsys);
+        xputs(x, ",subsystem=");
+        label_value(x, subsys);
     }
     if (extra_name) {
-        fprintf(x->out, ",%s=", extra_name);
-        label_value(x->out, extra);
+        xprintf(x, ",%s=", extra_name);
+        label_value(x, extra);
     }
-    fprintf(x->out, "} %.17g\n", v);
+    if (v > -9e15 && v < 9e15 && v == (double)(long long)v) xprintf(x, "} %lld\n", (long long)v);
+    else xprintf(x, "} %.17g\n", v);
 }
 
 enum subsys_field {
@@ -280,13 +332,13 @@ static void write_metrics(struct expo *x, struct server *sv, const struct series
     for (size_t i = 0; i < rd->n; i++) {
         if (!exported(mask, i)) continue;
         const struct series_proc *p = &rd->procs[i];
-        fputs("leakscope_process_info{", x->out);
-        proc_labels(x->out, p);
-        fprintf(x->out, ",ppid=\"%d\",exe=", (int)p->ppid);
-        label_value(x->out, p->exe);
-        fputs(",producer=", x->out);
-        label_value(x->out, p->producer);
-        fputs("} 1\n", x->out);
+        xputs(x, "leakscope_process_info{");
+        proc_labels(x, p);
+        xprintf(x, ",ppid=\"%d\",exe=", (int)p->ppid);
+        label_value(x, p->exe);
+        xputs(x, ",producer=");
+        label_value(x, p->producer);
+        xputs(x, "} 1\n");
     }
     family(x, "leakscope_process_up", "gauge",
            "1 while the process runs, 0 once exited (exported --linger seconds more).");
@@ -301,9 +353,9 @@ static void write_metrics(struct expo *x, struct server *sv, const struct series
     family(x, "leakscope_process_start_time_seconds", "gauge", "Process start, Unix seconds.");
     for (size_t i = 0; i < rd->n; i++) {
         if (!exported(mask, i)) continue;
-        fputs("leakscope_process_start_time_seconds{", x->out);
-        proc_labels(x->out, &rd->procs[i]);
-        fprintf(x->out, "} %.3f\n", rd->procs[i].start_time);
+        xputs(x, "leakscope_process_start_time_seconds{");
+        proc_labels(x, &rd->procs[i]);
+        xprintf(x, "} %.3f\n", rd->procs[i].start_time);
     }
     family(x, "leakscope_sites_dropped", "gauge",
            "Call sites the producer could not record (its site table was full).");
@@ -320,25 +372,25 @@ static void write_metrics(struct expo *x, struct server *sv, const struct series
     }
     family(x, "leakscope_exporter_scrape_duration_seconds", "gauge",
            "Time this scrape spent reading segments.");
-    fprintf(x->out, "leakscope_exporter_scrape_duration_seconds %.6f\n", scan_s);
+    xprintf(x, "leakscope_exporter_scrape_duration_seconds %.6f\n", scan_s);
     family(x, "leakscope_exporter_scrapes_total", "counter", "Scrapes served.");
-    fprintf(x->out, "leakscope_exporter_scrapes_total %llu\n", (unsigned long long)sv->scrapes);
+    xprintf(x, "leakscope_exporter_scrapes_total %llu\n", (unsigned long long)sv->scrapes);
     family(x, "leakscope_exporter_processes", "gauge", "Processes exported, by state.");
-    fprintf(x->out, "leakscope_exporter_processes{state=\"running\"} %zu\n", running);
-    fprintf(x->out, "leakscope_exporter_processes{state=\"exited\"} %zu\n", shown - running);
+    xprintf(x, "leakscope_exporter_processes{state=\"running\"} %zu\n", running);
+    xprintf(x, "leakscope_exporter_processes{state=\"exited\"} %zu\n", shown - running);
     (void)lingering;
     family(x, "leakscope_exporter_segments_skipped", "gauge",
            "Segment files left out of this scrape, by reason.");
     for (int r = 0; r < SERIES_SKIP_REASONS; r++)
-        fprintf(x->out, "leakscope_exporter_segments_skipped{reason=\"%s\"} %llu\n",
+        xprintf(x, "leakscope_exporter_segments_skipped{reason=\"%s\"} %llu\n",
                 series_skip_names[r], (unsigned long long)rd->skipped[r]);
     family(x, "leakscope_exporter_segments_removed_total", "counter",
            "Segments of exited processes removed after --linger.");
-    fprintf(x->out, "leakscope_exporter_segments_removed_total %llu\n", (unsigned long long)sv->removed);
+    xprintf(x, "leakscope_exporter_segments_removed_total %llu\n", (unsigned long long)sv->removed);
     family(x, "leakscope_exporter_sock_diag_up", "gauge",
            "1 if the kernel answered the idle-socket query (sock_diag) this scrape.");
-    fprintf(x->out, "leakscope_exporter_sock_diag_up %d\n", rd->sockdiag_ok);
-    if (x->openmetrics) fputs("# EOF\n", x->out);
+    xprintf(x, "leakscope_exporter_sock_diag_up %d\n", rd->sockdiag_ok);
+    if (x->openmetrics) xputs(x, "# EOF\n");
 }
 
 /* One scrape: read the directory, decide what is exported, format. Returns
@@ -360,25 +412,23 @@ static char *scrape(struct server *sv, int openmetrics, size_t *len, char *err, 
         if (!since || now - since < sv->linger_s) {
             mask[i] = 1;
             lingering += since != 0;
-        } else if (!sv->keep && unlink(p->path) == 0) {
+        } else if (!sv->keep && !p->kept && unlink(p->path) == 0) {
             sv->removed++;
         }
     }
     gone_sweep(sv);
     double scan_s = mono_s() - t0;
-    char *body = NULL;
-    FILE *out = mask ? open_memstream(&body, len) : NULL;
-    if (!out) {
-        snprintf(err, errlen, "out of memory\n");
-        free(mask);
-        series_round_free(&rd);
-        return NULL;
-    }
-    struct expo x = {out, openmetrics};
-    write_metrics(&x, sv, &rd, mask, scan_s, lingering);
-    fclose(out);
+    struct expo x = {.openmetrics = openmetrics};
+    if (mask) write_metrics(&x, sv, &rd, mask, scan_s, lingering);
     free(mask);
     series_round_free(&rd);
+    if (!mask || x.oom) {
+        snprintf(err, errlen, "out of memory\n");
+        free(x.buf);
+        return NULL;
+    }
+    char *body = x.buf;
+    *len = x.len;
     sv->last_scrape_s = mono_s() - t0;
     return body;
 }

@@ -7,11 +7,11 @@ PKGS=(
   build-essential cmake pkg-config git
   libunwind-dev libdw-dev libelf-dev
   libcriterion-dev
-  libcurl4-openssl-dev libhiredis-dev libmicrohttpd-dev libxml2-dev libgumbo-dev
+  libcurl4-openssl-dev libhiredis-dev libmicrohttpd-dev libsqlite3-dev libxml2-dev libgumbo-dev
   libbpf-dev bpftool clang llvm
   redis-server nginx-light prometheus
-  python3 curl jq procps sqlite3 strace valgrind heaptrack hyperfine
-  libsqlite3-dev chromium tmux
+  python3 curl jq procps iproute2 sqlite3 strace valgrind heaptrack hyperfine
+  chromium tmux
 )
 
 missing=()

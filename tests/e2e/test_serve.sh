@@ -4,7 +4,7 @@
 # Python program leaks .log files and PromQL shows the growth in the "log"
 # subsystem; exited processes linger then go (segment removed unless --keep);
 # bad input (port in use, bad address) is refused with a clear error.
-# Needs: LEAKSCOPE, prometheus, promtool, curl, jq, /usr/bin/python3.
+# Needs: LEAKSCOPE, FDTRACK, prometheus, promtool, curl, jq, /usr/bin/python3.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/series_lib.sh"
 PY=/usr/bin/python3
@@ -12,7 +12,10 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 W="$TMP/work"
 mkdir -p "$W"
 
-isolated "$LEAKSCOPE" run --keep --quiet --fd -- "$PY" "$HERE/leaker.py" "$W" 30 &
+# Traced by the preload shim directly (not `run --keep`, whose segments are
+# marked kept and never removed).
+mkdir -m 700 "$LEAKSCOPE_DIR"
+isolated env LD_PRELOAD="$FDTRACK" "$PY" "$HERE/leaker.py" "$W" 30 &
 RUN_PID=$!
 CLEANUP+=("touch $W/stop; wait $RUN_PID")
 wait_for 30 test -s "$W/pid" || not_ok "leaker started"
