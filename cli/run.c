@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -278,6 +279,8 @@ int cmd_run(int argc, char **argv) {
             return 2;
         }
         if (recorder == 0) {
+            /* A reader: on a busy machine the traced program comes first. */
+            setpriority(PRIO_PROCESS, 0, 10);
             struct record_opts o = {.out = record, .dir = dir, .session = session,
                                     .command = command, .interval_s = 1, .duration_s = -1, .idle_after_s = 60,
                                     .top_sites = 10, .ignore_sigint = 1};
