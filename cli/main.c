@@ -4,6 +4,7 @@
 
 #include "commands.h"
 #include "heap_report.h"
+#include "top.h"
 
 struct command {
     const char *name;
@@ -12,10 +13,13 @@ struct command {
 };
 
 static const struct command commands[] = {
+    {"demo", cmd_demo, "run the reference crawler with a leak, watch it, name the leak"},
     {"run", cmd_run, "run a command under the shims and summarize its leaks"},
     {"attach", cmd_attach, "trace a running process with eBPF, no restart (root)"},
     {"ls", cmd_ls, "list traced processes in the segment directory"},
     {"show", cmd_show, "summarize traced processes by pid, live"},
+    {"top", cmd_top, "live view of traced processes, growing first, with verdicts"},
+    {"report", cmd_report, "judge a recording: verdicts, JSON and an HTML report"},
     {"mark", cmd_mark, "set a heap reference point in a traced process"},
     {"diff", cmd_diff, "show what was allocated since the mark and is still live"},
     {"serve", cmd_serve, "export traced processes as Prometheus metrics"},

@@ -14,12 +14,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "commands.h"
+#include "diagnose.h"
+#include "history.h"
 #include "record.h"
 #include "rules.h"
 #include "segdir.h"
@@ -28,15 +31,17 @@
 static void usage(FILE *out) {
     fputs("usage: leakscope run [--fd] [--heap] [--rules FILE] [--dir DIR] [--summary FILE.json]\n"
           "                     [--role NAME] [--keep] [--quiet] [--record FILE.db] -- CMD [ARGS...]\n"
-          "Runs CMD and its children under the shims and summarizes at exit.\n"
+          "Runs CMD and its children under the shims, samples them every second, and ends\n"
+          "with the verdicts from growth (docs/VERDICTS.md) after the state at exit.\n"
           "  --fd, --heap      what to trace (default: both)\n"
           "  --rules FILE      classification rules (also LEAKSCOPE_RULES)\n"
           "  --dir DIR         segment directory (default $LEAKSCOPE_DIR or /dev/shm/leakscope-UID)\n"
           "  --summary FILE    write the summary as JSON\n"
           "  --role NAME       label the processes (LEAKSCOPE_ROLE)\n"
           "  --keep            keep the segments of this run's processes (never swept)\n"
-          "  --record FILE.db  sample the run every second into a SQLite recording\n"
-          "                    (docs/RECORDING.md), final state included\n"
+          "  --record FILE.db  keep the run's recording (docs/RECORDING.md), final state\n"
+          "                    included; without it the run is recorded to a temporary file\n"
+          "                    that is removed after the verdicts\n"
           "  --quiet           no human summary on stderr\n"
           "Exit status: CMD's, or 128+signal if it was killed; 2 if CMD could not be\n"
           "traced (e.g. statically linked) or no process of it was traced.\n",
@@ -242,7 +247,19 @@ int cmd_run(int argc, char **argv) {
     snprintf(session, sizeof session, "run-%d-%lld", (int)getpid(), (long long)ts.tv_sec);
 
     /* The recorder: a child of ours sampling this session's segments, told
-     * to take its last sample (SIGTERM) once the command has exited. */
+     * to take its last sample (SIGTERM) once the command has exited. Always
+     * on: the verdicts come from its series. */
+    char tmp_dir[64] = "";
+    char tmp_db[96];
+    if (!record) {
+        snprintf(tmp_dir, sizeof tmp_dir, "%s/leakscope-run-XXXXXX", "/tmp");
+        if (!mkdtemp(tmp_dir)) {
+            fprintf(stderr, "leakscope run: cannot create a temporary directory: %s\n", strerror(errno));
+            return 2;
+        }
+        snprintf(tmp_db, sizeof tmp_db, "%s/run.db", tmp_dir);
+        record = tmp_db;
+    }
     pid_t recorder = -1;
     if (record) {
         char command[1024] = "";
@@ -262,6 +279,8 @@ int cmd_run(int argc, char **argv) {
             return 2;
         }
         if (recorder == 0) {
+            /* A reader: on a busy machine the traced program comes first. */
+            setpriority(PRIO_PROCESS, 0, 10);
             struct record_opts o = {.out = record, .dir = dir, .session = session,
                                     .command = command, .interval_s = 1, .duration_s = -1, .idle_after_s = 60,
                                     .top_sites = 10, .ignore_sigint = 1};
@@ -327,6 +346,26 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "leakscope run: %s\n", err);
         return status;
     }
+    /* The verdicts, from the recording of the run. */
+    struct history hist;
+    struct diag_list verdicts = {0};
+    char load_err[700];
+    int judged = 0;
+    if (recorder > 0 && history_load_db(record, &hist, load_err, sizeof load_err) == 0) {
+        judged = diagnose(&hist, 0, &verdicts) == 0;
+    } else {
+        memset(&hist, 0, sizeof hist);
+        if (recorder > 0) fprintf(stderr, "leakscope run: no verdicts: %s\n", load_err);
+    }
+    if (tmp_dir[0]) {
+        char path[128];
+        static const char *const suffix[] = {"", "-wal", "-shm"};
+        for (int k = 0; k < 3; k++) {
+            snprintf(path, sizeof path, "%s%s", tmp_db, suffix[k]);
+            unlink(path);
+        }
+        rmdir(tmp_dir);
+    }
     const char *off = getenv("LEAKSCOPE_OFF");
     if (l.n == 0 && !(off && *off && strcmp(off, "0") != 0)) {
         /* Say so rather than summarize nothing as "no leak". */
@@ -335,15 +374,27 @@ int cmd_run(int argc, char **argv) {
                 "loader refused the shim libraries); "
                 "no verdict\n", argv[i]);
         seg_list_free(&l);
+        diag_list_free(&verdicts);
+        history_free(&hist);
         return status ? status : 2;
     }
-    if (!quiet) summary_text(stderr, &l, want_fd, want_heap);
+    if (!quiet) {
+        summary_text(stderr, &l, want_fd, want_heap);
+        if (judged) {
+            double span = hist.nt ? hist.t[hist.nt - 1] - hist.t[0] : 0;
+            fputs("\nverdicts (growth over the run's series):\n", stderr);
+            if (verdicts.n == 0 && span < 10)
+                fprintf(stderr, "none: %.0f s of series, growth needs at least 10 s\n", span);
+            else
+                diag_text(stderr, &verdicts);
+        }
+    }
     if (summary) {
         FILE *f = fopen(summary, "w");
         if (!f) {
             fprintf(stderr, "leakscope run: cannot write %s: %s\n", summary, strerror(errno));
         } else {
-            summary_json(f, &l, want_fd, want_heap, status);
+            summary_json_verdicts(f, &l, want_fd, want_heap, status, judged ? &verdicts : NULL);
             if (fclose(f) != 0)
                 fprintf(stderr, "leakscope run: writing %s failed: %s\n", summary, strerror(errno));
         }
@@ -360,5 +411,7 @@ int cmd_run(int argc, char **argv) {
         }
     }
     seg_list_free(&l);
+    diag_list_free(&verdicts);
+    history_free(&hist);
     return status;
 }

@@ -8,22 +8,33 @@
 #include "commands.h"
 #include "segdir.h"
 #include "summary.h"
+#include "watch.h"
 
 static void usage(FILE *out) {
-    fputs("usage: leakscope show [--json] [--dir DIR] PID...\n"
-          "Prints the descriptor (and heap) summary of traced processes.\n",
+    fputs("usage: leakscope show [--json] [--dir DIR] [--watch S] PID...\n"
+          "Prints the descriptor (and heap) summary of traced processes: what they hold now.\n"
+          "  --watch S   first sample them for S seconds, then add the growth verdicts\n"
+          "              (a snapshot is a fact; a leak is growth: docs/VERDICTS.md)\n",
           out);
 }
 
 int cmd_show(int argc, char **argv) {
     const char *dir_opt = NULL;
     int json = 0, npids = 0;
+    double watch = 0;
     struct seg_list l = {0};
     char dir[512];
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) json = 1;
         else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) dir_opt = argv[++i];
-        else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+        else if (strcmp(argv[i], "--watch") == 0 && i + 1 < argc) {
+            char *end;
+            watch = strtod(argv[++i], &end);
+            if (*end || !(watch > 0 && watch <= 86400)) {
+                fprintf(stderr, "leakscope show: --watch wants seconds, not '%s'\n", argv[i]);
+                return 2;
+            }
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             return 0;
         }
@@ -41,7 +52,7 @@ int cmd_show(int argc, char **argv) {
     int status = 0;
     for (int i = 1; i < argc; i++) {
         if (argv[i][0] == '-') {
-            if (strcmp(argv[i], "--dir") == 0) i++;
+            if (strcmp(argv[i], "--dir") == 0 || strcmp(argv[i], "--watch") == 0) i++;
             else if (strcmp(argv[i], "--json") != 0) {
                 fprintf(stderr, "leakscope show: unknown option '%s'\n", argv[i]);
                 usage(stderr);
@@ -73,10 +84,47 @@ int cmd_show(int argc, char **argv) {
         usage(stderr);
         status = 2;
     }
-    if (l.n) {
-        if (json) summary_json(stdout, &l, 1, 1, -1);
-        else summary_text(stdout, &l, 1, 1);
+    struct history hist = {0};
+    struct diag_list verdicts = {0};
+    int judged = 0;
+    if (l.n && watch > 0) {
+        pid_t *pids = calloc(l.n, sizeof *pids);
+        for (size_t k = 0; pids && k < l.n; k++) pids[k] = l.seg[k]->pid;
+        fprintf(stderr, "leakscope show: watching %zu process%s for %.0f s\n", l.n,
+                l.n == 1 ? "" : "es", watch);
+        judged = pids && watch_verdicts(dir, pids, l.n, watch, &hist, &verdicts) == 0;
+        free(pids);
+        if (!judged) status = 1;
+        /* The summary of what they hold after the watch. */
+        for (size_t k = 0; k < l.n; k++) {
+            char err[700];
+            struct lks_header *fresh = lks_segment_load(l.path[k], err, sizeof err);
+            if (fresh) {
+                lks_segment_free(l.seg[k]);
+                l.seg[k] = fresh;
+            }
+        }
     }
+    if (l.n) {
+        if (json) {
+            summary_json_verdicts(stdout, &l, 1, 1, -1, judged ? &verdicts : NULL);
+        } else {
+            summary_text(stdout, &l, 1, 1);
+            if (judged) {
+                double span = hist.nt ? hist.t[hist.nt - 1] - hist.t[0] : 0;
+                printf("\nverdicts (growth over %.0f s watched):\n", span);
+                if (verdicts.n == 0 && span < 10)
+                    printf("none: growth needs at least 10 s of series\n");
+                else
+                    diag_text(stdout, &verdicts);
+            } else {
+                printf("\nverdicts: none from a snapshot; watch the growth with"
+                       " `leakscope show --watch 30 PID` or `leakscope top`\n");
+            }
+        }
+    }
+    diag_list_free(&verdicts);
+    history_free(&hist);
     seg_list_free(&l);
     return status;
 }

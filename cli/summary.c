@@ -6,11 +6,17 @@
 
 #include "fd_report.h"
 #include "heap_report.h"
+#include "diagnose.h"
 #include "json.h"
 #include "verdict.h"
 
-/* Writes {"exit_status":S,"processes":[...],"leaks":[...]}. */
 void summary_json(FILE *out, struct seg_list *l, int want_fd, int want_heap, int status) {
+    summary_json_verdicts(out, l, want_fd, want_heap, status, NULL);
+}
+
+/* Writes {"exit_status":S,"processes":[...],"leaks":[...],"verdicts":[...]}. */
+void summary_json_verdicts(FILE *out, struct seg_list *l, int want_fd, int want_heap, int status,
+                           const struct diag_list *verdicts) {
     fputc('{', out);
     if (status >= 0) fprintf(out, "\"exit_status\":%d,", status);
     fputs("\"processes\":[", out);
@@ -41,6 +47,10 @@ void summary_json(FILE *out, struct seg_list *l, int want_fd, int want_heap, int
     if (want_fd) {
         fputs(",\"leaks\":", out);
         verdict_json(out, l);
+    }
+    if (verdicts) {
+        fputs(",\"verdicts\":", out);
+        diag_json(out, verdicts);
     }
     fputs("}\n", out);
 }

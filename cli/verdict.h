@@ -17,8 +17,8 @@
  * site, frames[]}], most descriptors first; the value only, no key. */
 void verdict_json(FILE *out, struct seg_list *l);
 
-/* A closing block naming each suspected leak on one line, or saying that
- * none was found. */
+/* A block stating, one per line, the call sites still holding descriptors
+ * at exit (or now): facts for the summary; the verdicts are diagnose.h's. */
 void verdict_text(FILE *out, struct seg_list *l);
 
 #endif

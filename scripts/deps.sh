@@ -11,7 +11,7 @@ PKGS=(
   libbpf-dev bpftool clang llvm
   redis-server nginx-light prometheus
   python3 python3-yaml curl jq procps iproute2 sqlite3 strace valgrind heaptrack hyperfine
-  nodejs util-linux bpftrace bpfcc-tools
+  nodejs util-linux bpftrace bpfcc-tools chromium tmux
 )
 
 missing=()

@@ -21,9 +21,11 @@ check "pool site is queue_pool_connect" 10 \
   "$(jq "[$P.sites[] | select(.frames[0] | contains(\"queue_pool_connect\"))] | .[0].open" "$S")"
 check "pipes all closed" "400 400" "$(jq -r "$P.by_subsystem.pipe | \"\\(.opened) \\(.closed)\"" "$S")"
 check_true "human summary names the call site" grep -q "frontier_append (leaky_fds.c" "$TMP/err"
-check "verdict: exactly the two injected leaks" "frontier:20:frontier_append,socket:10:queue_pool_connect" \
+check "held at exit: exactly the two injected leaks" "frontier:20:frontier_append,socket:10:queue_pool_connect" \
   "$(jq -r '[.leaks[] | "\(.subsystem):\(.open):\(.site | split(" ")[0])"] | join(",")' "$S")"
-check_true "verdict line in the text" grep -q "LEAK 20 frontier descriptors in pid $pid (leaky_fds), opened at frontier_append" "$TMP/err"
+check_true "held-at-exit line in the text (a fact, not a verdict)" grep -q "^  20 frontier descriptors in pid $pid (leaky_fds), opened at frontier_append" "$TMP/err"
+check_true "a run of a fraction of a second gives no growth verdict" grep -q "^none: [0-9]* s of series, growth needs at least 10 s" "$TMP/err"
+check "the summary's growth verdicts are empty" 0 "$(jq '.verdicts | length' "$S")"
 check "segments of exited processes removed" 0 "$(ls "$LEAKSCOPE_DIR" | wc -l)"
 
 # A clean run: nothing open but stdio, no failure, no site holding descriptors.
