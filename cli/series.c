@@ -118,7 +118,7 @@ static struct name_entry *site_names(struct series_reader *r, struct lks_header 
     frames[0] = 0;
     for (int f = 0; f < site->nframes && f < LKS_MAX_FRAMES; f++) {
         char one[512];
-        lks_symbolize_frame(*sym, site->frames[f], site->frame_module[f], one, sizeof one);
+        lks_symbolize_site_frame(*sym, site, f, one, sizeof one);
         int w = snprintf(frames + used, sizeof frames - used, "%s%s", f ? "\n" : "", one);
         if (w < 0 || (size_t)w >= sizeof frames - used) break;
         used += (size_t)w;

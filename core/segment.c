@@ -82,6 +82,16 @@ static uint64_t layout(struct lks_header *h, uint32_t fds_cap, uint32_t sites_ca
     off = ALIGN64(off + sizeof(struct lks_module) * LKS_MAX_MODULES);
     h->sites_off = off;
     off = ALIGN64(off + sizeof(struct lks_site) * (uint64_t)sites_cap);
+    /* Frames, string keys and strings scale with the sites (sparse anyway). */
+    h->frames_cap = sites_cap * 2 < 256 ? 256 : sites_cap * 2;
+    h->strkeys_cap = sites_cap / 4 < 64 ? 64 : sites_cap / 4;
+    h->strings_size = sites_cap * 8 < 4096 ? 4096 : sites_cap * 8;
+    h->frames_off = off;
+    off = ALIGN64(off + sizeof(struct lks_frame) * (uint64_t)h->frames_cap);
+    h->strkeys_off = off;
+    off = ALIGN64(off + sizeof(struct lks_strkey) * (uint64_t)h->strkeys_cap);
+    h->strings_off = off;
+    off = ALIGN64(off + h->strings_size);
     h->fds_off = off;
     off = ALIGN64(off + sizeof(struct lks_fd) * (uint64_t)fds_cap);
     h->heap_off = off;
@@ -173,6 +183,9 @@ static int header_check(const struct lks_header *h, uint64_t file_size, char *er
     uint64_t size = layout(&want, h->fds_cap, h->sites_cap, h->heap_size);
     if (h->subsys_off != want.subsys_off || h->modules_off != want.modules_off ||
         h->sites_off != want.sites_off || h->fds_off != want.fds_off ||
+        h->frames_off != want.frames_off || h->strkeys_off != want.strkeys_off ||
+        h->strings_off != want.strings_off || h->frames_cap != want.frames_cap ||
+        h->strkeys_cap != want.strkeys_cap || h->strings_size != want.strings_size ||
         h->heap_off != want.heap_off || h->total_size != size) {
         lks_set_err(err, errlen, "corrupt segment: sizes or offsets do not match its capacities "
                 "(header says %llu bytes, capacities need %llu)",
@@ -214,8 +227,15 @@ static void sanitize_copy(struct lks_header *h) {
         if (sites[i].nframes > LKS_MAX_FRAMES) sites[i].nframes = LKS_MAX_FRAMES;
         if (sites[i].subsys >= nsub) sites[i].subsys = LKS_SUBSYS_OTHER;
         for (int f = 0; f < LKS_MAX_FRAMES; f++)
-            if (sites[i].frame_module[f] >= LKS_MAX_MODULES) sites[i].frame_module[f] = LKS_NO_MODULE;
+            if (sites[i].frame[f] > h->frames_cap) sites[i].frame[f] = 0;
     }
+    struct lks_frame *frames = lks_frame_table(h);
+    for (uint32_t i = 0; i < h->frames_cap; i++) {
+        if (frames[i].module >= LKS_MAX_MODULES) frames[i].module = LKS_NO_MODULE;
+        if (frames[i].func >= h->strings_size) frames[i].func = 0;
+        if (frames[i].file >= h->strings_size) frames[i].file = 0;
+    }
+    lks_string_area(h)[h->strings_size - 1] = 0;
     struct lks_fd *fds = lks_fd_table(h);
     for (uint32_t i = 0; i < h->fds_cap; i++) {
         if (!fds[i].in_use) continue;
