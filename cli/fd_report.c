@@ -93,6 +93,23 @@ static long forked_count(struct lks_header *seg) {
     return n;
 }
 
+/* Per site (index), descriptors inherited through fork that the site (the
+ * parent's) created. Caller frees; NULL if none or out of memory. */
+static uint32_t *forked_by_site(struct lks_header *seg) {
+    if (!forked_count(seg)) return NULL;
+    uint32_t *by = calloc(seg->sites_cap, sizeof *by);
+    struct lks_fd *fds = lks_fd_table(seg);
+    uint32_t top = (uint32_t)seg->fd_hiwater;
+    if (top > seg->fds_cap) top = seg->fds_cap;
+    for (uint32_t fd = 0; by && fd < top; fd++) {
+        const struct lks_fd *e = &fds[fd];
+        if (e->in_use && !(e->seq & 1) && (e->flags & LKS_FD_FORKED) && e->site >= 1 &&
+            e->site <= seg->sites_cap)
+            by[e->site - 1]++;
+    }
+    return by;
+}
+
 /* How the writer's exit reconciliation went, for a process that ended. */
 static const char *reconcile_name(const struct lks_header *seg) {
     switch (seg->fd_reconciled) {
@@ -200,6 +217,21 @@ void fd_report_json(FILE *out, struct lks_header *seg, struct lks_symbolizer *sy
         fputc('}', out);
     }
     free(v);
+    fputs("],\"inherited_sites\":[", out);
+    uint32_t *by = forked_by_site(seg);
+    struct lks_site *sites = lks_site_table(seg);
+    int any = 0;
+    for (uint32_t i = 0; by && i < seg->sites_cap; i++) {
+        if (!by[i] || !sites[i].ready) continue;
+        char buf[512];
+        fprintf(out, "%s{\"subsystem\":", any ? "," : "");
+        json_string(out, subsys_name(seg, sites[i].subsys));
+        fprintf(out, ",\"open\":%u,\"site\":", by[i]);
+        json_string(out, sym ? lks_symbolize_headline(sym, &sites[i], buf, sizeof buf) : "?");
+        fputc('}', out);
+        any = 1;
+    }
+    free(by);
     fputs("]}", out);
 }
 
@@ -260,4 +292,16 @@ void fd_report_text(FILE *out, struct lks_header *seg, struct lks_symbolizer *sy
         }
     }
     free(v);
+    uint32_t *by = forked_by_site(seg);
+    struct lks_site *sites = lks_site_table(seg);
+    int shown = 0;
+    for (uint32_t i = 0; by && i < seg->sites_cap && shown < TEXT_SITES; i++) {
+        if (!by[i] || !sites[i].ready) continue;
+        char buf[512];
+        fprintf(out, "  %u %s inherited from the parent, created at %s\n", by[i],
+                subsys_name(seg, sites[i].subsys),
+                sym ? lks_symbolize_headline(sym, &sites[i], buf, sizeof buf) : "?");
+        shown++;
+    }
+    free(by);
 }

@@ -101,6 +101,8 @@ check "fork: child's ppid and forked_from" "$parent $parent" \
   "$(q ".processes[] | select(.pid == $child) | \"\(.ppid) \(.forked_from)\"")"
 check "fork: 9 inherited (stdio + 6 pooled sockets)" 9 \
   "$(q ".processes[] | select(.pid == $child) | .fd.inherited_by_fork")"
+check "fork: the child's inherited pool keeps the parent's site" "6 socket edge_pool_open" \
+  "$(q ".processes[] | select(.pid == $child) | .fd.inherited_sites[] | select(.subsystem == \"socket\") | \"\\(.open) \\(.subsystem) \\(.site | split(\" \")[0])\"")"
 check "fork: the leaks are the parent's pool and the child's files" \
   "$parent 6 socket edge_pool_open,$child 3 file edge_leak_files" \
   "$(q '[.leaks[] | "\(.pid) \(.open) \(.subsystem) \(.site | split(" ")[0])"] | sort | join(",")' | sed 's/ device / file /')"

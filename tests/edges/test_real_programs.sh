@@ -110,7 +110,7 @@ http {
 CONF
 lks run --fd --quiet --summary "$TMP/nginx.json" -- nginx -c "$TMP/nginx/nginx.conf" -p "$TMP/nginx" &
 NJOB=$!
-CLEANUP+=("kill $NJOB")
+CLEANUP+=("kill -QUIT \$(cat $TMP/nginx/nginx.pid)" "kill $NJOB")
 for _ in $(seq 100); do curl -s "http://127.0.0.1:$NPORT/" >/dev/null && break; sleep 0.1; done
 for _ in $(seq 20); do curl -s "http://127.0.0.1:$NPORT/" >/dev/null; done
 workers=$(pgrep -P "$(cat "$TMP/nginx/nginx.pid")" | wc -l)
