@@ -129,7 +129,21 @@ struct lks_header {
     _Atomic uint32_t sites_used;
     _Atomic uint32_t sites_dropped; /* site table full: counted, never grown */
     _Atomic uint64_t sites_dropped_events;
+
+    /* CPython in this process (core/pyframes.h, docs/PYTHON.md). */
+    uint32_t py_version;          /* major << 8 | minor; 0: no CPython found */
+    uint32_t py_frames;           /* LKS_PYFRAMES_*: are its frames read */
+    _Atomic uint32_t py_alloc;    /* LKS_PYMEM_*: how its objects reach memtrack */
+    uint32_t _pad_py;
 };
+
+#define LKS_PYFRAMES_READ 1    /* a known layout: call sites have Python frames */
+#define LKS_PYFRAMES_UNKNOWN 2 /* unknown version: native frames only */
+
+#define LKS_PYMEM_NONE 0    /* memtrack not loaded, or no CPython */
+#define LKS_PYMEM_WRAPPED 1 /* pymalloc wrapped through PyMem_SetAllocator */
+#define LKS_PYMEM_MALLOC 2  /* PYTHONMALLOC=malloc: objects seen as mallocs */
+#define LKS_PYMEM_UNSEEN 3  /* another allocator replaced ours: small objects unseen */
 
 /* Per-subsystem counters. Invariant: fd_opened - fd_closed == fd_open. */
 struct lks_subsys {

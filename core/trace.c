@@ -7,6 +7,8 @@
 #define _GNU_SOURCE
 #include "trace.h"
 
+#include "pyframes.h"
+
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -73,6 +75,11 @@ static void fill_identity(struct lks_header *h) {
     h->start_realtime_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
     h->start_mono_ns = lks_now_ns();
     read_small_file("/proc/self/comm", h->comm, sizeof h->comm);
+    int py_major = 0, py_minor = 0;
+    int py = lks_py_init(&py_major, &py_minor);
+    h->py_version = py != LKS_PY_ABSENT ? (uint32_t)(py_major << 8 | py_minor) : 0;
+    h->py_frames = py == LKS_PY_ACTIVE ? LKS_PYFRAMES_READ
+                   : py == LKS_PY_UNKNOWN ? LKS_PYFRAMES_UNKNOWN : 0;
     ssize_t n = readlink("/proc/self/exe", h->exe, sizeof h->exe - 1);
     h->exe[n > 0 ? n : 0] = 0;
     const char *role = getenv("LEAKSCOPE_ROLE");
@@ -231,6 +238,7 @@ static void fork_child(void) {
     }
     fill_identity(h);
     h->features = parent->features;
+    h->py_alloc = parent->py_alloc;
     h->fd_untracked = 0;
     h->fd_hiwater = parent->fd_hiwater;
     h->modules_used = parent->modules_used;
