@@ -222,7 +222,7 @@ void fd_report_text(FILE *out, struct lks_header *seg, struct lks_symbolizer *sy
         for (int f = 0; f < s->nframes && f < TEXT_FRAMES; f++) {
             char buf[512];
             fprintf(out, "      %s\n",
-                    lks_symbolize_frame(sym, s->frames[f], s->frame_module[f], buf, sizeof buf));
+                    lks_symbolize_site_frame(sym, s, f, buf, sizeof buf));
         }
     }
     free(v);

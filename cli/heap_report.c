@@ -41,7 +41,7 @@ static void frames_json(FILE *out, struct lks_site *s, struct lks_symbolizer *sy
     fputc('[', out);
     for (int i = 0; s && i < s->nframes; i++) {
         if (i) fputc(',', out);
-        json_string(out, lks_symbolize_frame(sym, s->frames[i], s->frame_module[i], buf, sizeof buf));
+        json_string(out, lks_symbolize_site_frame(sym, s, i, buf, sizeof buf));
     }
     fputc(']', out);
 }
@@ -235,7 +235,7 @@ static void frames_text(FILE *out, struct lks_site *s, struct lks_symbolizer *sy
     char buf[512];
     for (int i = 0; s && i < s->nframes && i < 3; i++)
         fprintf(out, "%s%s %s\n", indent, i ? "<-" : "at",
-                lks_symbolize_frame(sym, s->frames[i], s->frame_module[i], buf, sizeof buf));
+                lks_symbolize_site_frame(sym, s, i, buf, sizeof buf));
 }
 
 void heap_report_text(FILE *out, struct lks_header *h, struct lks_symbolizer *sym) {

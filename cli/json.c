@@ -39,8 +39,7 @@ void json_site_frames(FILE *out, struct lks_symbolizer *sym, const struct lks_si
     fputc('[', out);
     for (int f = 0; sym && f < site->nframes && f < LKS_MAX_FRAMES; f++) {
         if (f) fputc(',', out);
-        json_string(out, lks_symbolize_frame(sym, site->frames[f], site->frame_module[f], buf,
-                                             sizeof buf));
+        json_string(out, lks_symbolize_site_frame(sym, site, f, buf, sizeof buf));
     }
     fputc(']', out);
 }

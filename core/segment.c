@@ -71,6 +71,16 @@ static uint64_t layout(struct lks_header *h, uint32_t fds_cap, uint32_t sites_ca
     off = ALIGN64(off + sizeof(struct lks_module) * LKS_MAX_MODULES);
     h->sites_off = off;
     off = ALIGN64(off + sizeof(struct lks_site) * (uint64_t)sites_cap);
+    /* Frames, string keys and strings scale with the sites (sparse anyway). */
+    h->frames_cap = sites_cap * 2 < 256 ? 256 : sites_cap * 2;
+    h->strkeys_cap = sites_cap / 4 < 64 ? 64 : sites_cap / 4;
+    h->strings_size = sites_cap * 8 < 4096 ? 4096 : sites_cap * 8;
+    h->frames_off = off;
+    off = ALIGN64(off + sizeof(struct lks_frame) * (uint64_t)h->frames_cap);
+    h->strkeys_off = off;
+    off = ALIGN64(off + sizeof(struct lks_strkey) * (uint64_t)h->strkeys_cap);
+    h->strings_off = off;
+    off = ALIGN64(off + h->strings_size);
     h->fds_off = off;
     off = ALIGN64(off + sizeof(struct lks_fd) * (uint64_t)fds_cap);
     h->heap_off = off;
@@ -163,6 +173,10 @@ int lks_segment_validate(const void *image, size_t len, char *err, size_t errlen
     if (!section_fits(h->subsys_off, LKS_MAX_SUBSYS, sizeof(struct lks_subsys), len) ||
         !section_fits(h->modules_off, LKS_MAX_MODULES, sizeof(struct lks_module), len) ||
         !section_fits(h->sites_off, h->sites_cap, sizeof(struct lks_site), len) ||
+        !section_fits(h->frames_off, h->frames_cap, sizeof(struct lks_frame), len) ||
+        !section_fits(h->strkeys_off, h->strkeys_cap, sizeof(struct lks_strkey), len) ||
+        !section_fits(h->strings_off, h->strings_size, 1, len) || h->strings_size == 0 ||
+        h->frames_cap > (1u << 22) || h->strkeys_cap > (1u << 22) ||
         !section_fits(h->fds_off, h->fds_cap, sizeof(struct lks_fd), len) ||
         !section_fits(h->heap_off, h->heap_size, 1, len) ||
         h->subsys_off < sizeof(struct lks_header)) {
@@ -193,8 +207,15 @@ static void sanitize_copy(struct lks_header *h) {
         if (sites[i].nframes > LKS_MAX_FRAMES) sites[i].nframes = LKS_MAX_FRAMES;
         if (sites[i].subsys >= nsub) sites[i].subsys = LKS_SUBSYS_OTHER;
         for (int f = 0; f < LKS_MAX_FRAMES; f++)
-            if (sites[i].frame_module[f] >= LKS_MAX_MODULES) sites[i].frame_module[f] = LKS_NO_MODULE;
+            if (sites[i].frame[f] > h->frames_cap) sites[i].frame[f] = 0;
     }
+    struct lks_frame *frames = lks_frame_table(h);
+    for (uint32_t i = 0; i < h->frames_cap; i++) {
+        if (frames[i].module >= LKS_MAX_MODULES) frames[i].module = LKS_NO_MODULE;
+        if (frames[i].func >= h->strings_size) frames[i].func = 0;
+        if (frames[i].file >= h->strings_size) frames[i].file = 0;
+    }
+    lks_string_area(h)[h->strings_size - 1] = 0;
     struct lks_fd *fds = lks_fd_table(h);
     for (uint32_t i = 0; i < h->fds_cap; i++) {
         if (!fds[i].in_use) continue;

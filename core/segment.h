@@ -16,8 +16,19 @@
  *   struct lks_subsys   [LKS_MAX_SUBSYS]
  *   struct lks_module   [LKS_MAX_MODULES]
  *   struct lks_site     [sites_cap]        open-addressed by key
+ *   struct lks_frame    [frames_cap]       open-addressed by key
+ *   struct lks_strkey   [strkeys_cap]      string interning index
+ *   strings             [strings_size]     NUL-terminated, offset 0 is ""
  *   struct lks_fd       [fds_cap]          indexed by descriptor number
  *   heap area           [heap_size bytes]  owned by memtrack (heapseg.h)
+ *
+ * The file is sparse: a section costs memory only for the pages written, so
+ * a short process with a few sites uses a few pages, not the capacities.
+ *
+ * Sites and frames (docs/CALLSITES.md): a site is a stack of frame ids plus
+ * its counters; frames are interned once, apart from sites, and are either a
+ * native return address (with its module) or an interpreter frame (code
+ * identity + line, function and file names in the string area).
  */
 #ifndef LKS_SEGMENT_H
 #define LKS_SEGMENT_H
@@ -28,14 +39,17 @@
 #include <sys/types.h>
 
 #define LKS_MAGIC "LKSSEG\0\1"
-#define LKS_VERSION 1
+#define LKS_VERSION 2
 
 #define LKS_MAX_SUBSYS 48
 #define LKS_SUBSYS_NAME 24
 #define LKS_MAX_MODULES 256
 #define LKS_MODULE_PATH 240
 #define LKS_MAX_FRAMES 16
-#define LKS_DEFAULT_SITES 4096 /* power of two */
+#define LKS_DEFAULT_SITES 16384   /* power of two */
+#define LKS_DEFAULT_FRAMES 32768  /* power of two */
+#define LKS_DEFAULT_STRKEYS 4096  /* power of two */
+#define LKS_DEFAULT_STRINGS (128u << 10)
 #define LKS_DEFAULT_FDS 65536
 #define LKS_MIN_FDS 1024
 
@@ -127,8 +141,23 @@ struct lks_header {
     _Atomic uint32_t subsys_used;
     _Atomic uint32_t modules_used;
     _Atomic uint32_t sites_used;
-    _Atomic uint32_t sites_dropped; /* site table full: counted, never grown */
-    _Atomic uint64_t sites_dropped_events;
+    _Atomic uint32_t sites_dropped; /* 1 once a stack found no slot, even coarse */
+    _Atomic uint64_t sites_dropped_events; /* events counted without a site */
+
+    /* Frames and strings (see struct lks_frame). */
+    uint64_t frames_off;
+    uint64_t strkeys_off;
+    uint64_t strings_off;
+    uint32_t frames_cap;
+    uint32_t strkeys_cap;
+    uint32_t strings_size;
+    _Atomic uint32_t frames_used;
+    _Atomic uint32_t strings_used; /* bytes of the string area in use (>= 1) */
+    _Atomic uint32_t _pad2;
+    _Atomic uint64_t frames_dropped;  /* frames stored as 0 (table full) */
+    _Atomic uint64_t strings_dropped; /* strings stored as "" (area full) */
+    _Atomic uint64_t sites_coarse;    /* sites interned on a shortened stack */
+    _Atomic uint64_t sites_recycled;  /* slots reused after their last holder left */
 
     /* CPython in this process (core/pyframes.h, docs/PYTHON.md). */
     uint32_t py_version;          /* major << 8 | minor; 0: no CPython found */
@@ -169,17 +198,49 @@ struct lks_module {
     char path[LKS_MODULE_PATH];
 };
 
+/* A frame of a call stack, interned once per process. key == 0 means empty;
+ * the writer claims a slot by storing key, fills it, then sets ready.
+ *   native:      key = addr = return address; module = index into modules.
+ *   interpreter: key = any hash of (code identity, line) with bit 63 set (no
+ *                native address has it); addr = code identity; line; func
+ *                and file are offsets into the string area (0 = unknown). */
+enum lks_frame_kind { LKS_FRAME_NATIVE = 1, LKS_FRAME_PYTHON = 2 };
+#define LKS_FRAME_INTERP_BIT (1ull << 63)
+
+struct lks_frame {
+    _Atomic uint64_t key;
+    _Atomic uint32_t ready;
+    uint8_t kind;    /* enum lks_frame_kind */
+    uint8_t _pad;
+    uint16_t module; /* native: index into modules, LKS_NO_MODULE unknown */
+    uint64_t addr;
+    uint32_t line;
+    uint32_t func;
+    uint32_t file;
+    uint32_t _pad2;
+};
+
+/* String interning index: hash -> offset in the string area. */
+struct lks_strkey {
+    _Atomic uint64_t hash; /* 0 empty */
+    _Atomic uint32_t off;  /* 0 until the string is written */
+    uint32_t len;
+};
+
 /* A call site: a bounded creating stack and the subsystem it was counted in.
  * key == 0 means empty. The writer claims a slot by storing key (counters
- * may be updated from then on), fills the frames, then sets ready. */
+ * may be updated from then on), fills the frames, then sets ready.
+ * frame[i] is a frame index + 1 (0: lost, the frame table was full);
+ * frame[0] is the innermost frame. */
 struct lks_site {
     _Atomic uint64_t key;
     uint16_t subsys;
     uint16_t nframes;
-    _Atomic uint32_t ready; /* 1 once frames and modules are written */
+    _Atomic uint32_t ready; /* 1 once frames are written */
     uint64_t stack_rule_bits; /* bit i: stack rule i matches this stack */
-    uint64_t frames[LKS_MAX_FRAMES];    /* raw return addresses */
-    uint16_t frame_module[LKS_MAX_FRAMES]; /* index into modules, 0xffff unknown */
+    uint32_t frame[LKS_MAX_FRAMES];
+    uint32_t flags; /* LKS_SITE_* */
+    uint32_t _pad;
     _Atomic int64_t fd_open;
     _Atomic uint64_t fd_opened;
     _Atomic uint64_t fd_failed;
@@ -190,6 +251,9 @@ struct lks_site {
     _Atomic int64_t heap_mark_live_bytes; /* allocated since the mark, still live */
     _Atomic int64_t heap_mark_live_allocs;
 };
+
+/* The site's stack was shortened to fit the table (innermost frames kept). */
+#define LKS_SITE_COARSE 1u
 
 #define LKS_NO_MODULE 0xffff
 
@@ -238,11 +302,37 @@ static inline struct lks_module *lks_module_table(struct lks_header *h) {
 static inline struct lks_site *lks_site_table(struct lks_header *h) {
     return (struct lks_site *)((char *)h + h->sites_off);
 }
+static inline struct lks_frame *lks_frame_table(struct lks_header *h) {
+    return (struct lks_frame *)((char *)h + h->frames_off);
+}
+static inline struct lks_strkey *lks_strkey_table(struct lks_header *h) {
+    return (struct lks_strkey *)((char *)h + h->strkeys_off);
+}
+static inline char *lks_string_area(struct lks_header *h) {
+    return (char *)h + h->strings_off;
+}
 static inline struct lks_fd *lks_fd_table(struct lks_header *h) {
     return (struct lks_fd *)((char *)h + h->fds_off);
 }
 static inline void *lks_heap_area(struct lks_header *h) {
     return (char *)h + h->heap_off;
+}
+
+/* Frame f of a site, or NULL when lost or not yet written. */
+static inline const struct lks_frame *lks_site_frame(struct lks_header *h,
+                                                     const struct lks_site *s, int f) {
+    if (f < 0 || f >= s->nframes || f >= LKS_MAX_FRAMES) return NULL;
+    uint32_t id = s->frame[f];
+    if (id == 0 || id > h->frames_cap) return NULL;
+    const struct lks_frame *fr = &lks_frame_table(h)[id - 1];
+    return atomic_load_explicit((_Atomic uint32_t *)&fr->ready, memory_order_acquire) ? fr : NULL;
+}
+
+/* A string of the string area ("" for 0 or out of range). Readers' copies
+ * end the area with a NUL (lks_segment_load), so the result is bounded. */
+static inline const char *lks_string(struct lks_header *h, uint32_t off) {
+    if (off == 0 || off >= h->strings_size) return "";
+    return lks_string_area(h) + off;
 }
 
 /* Reader: a private, validated copy of a segment file. Caller owns it and

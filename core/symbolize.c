@@ -94,22 +94,52 @@ static int system_module(const char *path) {
     return 0;
 }
 
+const char *lks_symbolize_site_frame(struct lks_symbolizer *s, const struct lks_site *site,
+                                     int f, char *buf, size_t len) {
+    const struct lks_frame *fr = lks_site_frame(s->seg, site, f);
+    if (!fr) {
+        snprintf(buf, len, "(frame not recorded)");
+        return buf;
+    }
+    if (fr->kind == LKS_FRAME_NATIVE) return lks_symbolize_frame(s, fr->addr, fr->module, buf, len);
+    const char *func = lks_string(s->seg, fr->func), *file = lks_string(s->seg, fr->file);
+    snprintf(buf, len, "%s (%s:%u) [python]", func[0] ? func : "?", file[0] ? base_name(file) : "?",
+             (unsigned)fr->line);
+    return buf;
+}
+
+const char *lks_symbolize_site_func(struct lks_symbolizer *s, const struct lks_site *site, int f) {
+    const struct lks_frame *fr = lks_site_frame(s->seg, site, f);
+    if (!fr) return NULL;
+    if (fr->kind == LKS_FRAME_NATIVE) return lks_symbolize_func(s, fr->addr, fr->module);
+    const char *func = lks_string(s->seg, fr->func);
+    return func[0] ? func : NULL;
+}
+
 const char *lks_symbolize_headline(struct lks_symbolizer *s, const struct lks_site *site,
                                    char *buf, size_t len) {
     uint32_t nmods = atomic_load(&s->seg->modules_used);
     int n = site->nframes > LKS_MAX_FRAMES ? LKS_MAX_FRAMES : site->nframes;
-    /* Two passes: the program's own code first, then any library's. */
+    /* Two passes: the program's own code (or interpreted code) first, then
+     * any library's. */
     for (int own = 1; own >= 0; own--) {
         for (int f = 0; f < n; f++) {
-            uint16_t m = site->frame_module[f];
+            const struct lks_frame *fr = lks_site_frame(s->seg, site, f);
+            if (!fr) continue;
+            if (fr->kind != LKS_FRAME_NATIVE) {
+                if (own && lks_string(s->seg, fr->func)[0])
+                    return lks_symbolize_site_frame(s, site, f, buf, len);
+                continue;
+            }
+            uint16_t m = fr->module;
             if (m >= nmods || m >= LKS_MAX_MODULES) continue;
             const char *path = lks_module_table(s->seg)[m].path;
             if (own ? strcmp(path, s->seg->exe) != 0 : system_module(path)) continue;
-            if (!lks_symbolize_func(s, site->frames[f], m)) continue;
-            return lks_symbolize_frame(s, site->frames[f], m, buf, len);
+            if (!lks_symbolize_func(s, fr->addr, m)) continue;
+            return lks_symbolize_frame(s, fr->addr, m, buf, len);
         }
     }
-    if (n > 0) return lks_symbolize_frame(s, site->frames[0], site->frame_module[0], buf, len);
+    if (n > 0) return lks_symbolize_site_frame(s, site, 0, buf, len);
     snprintf(buf, len, "(no stack)");
     return buf;
 }

@@ -27,6 +27,14 @@ const char *lks_symbolize_frame(struct lks_symbolizer *s, uint64_t addr, uint16_
 /* Just the function name of a frame, or NULL. Valid until the next call. */
 const char *lks_symbolize_func(struct lks_symbolizer *s, uint64_t addr, uint16_t module);
 
+/* Frame f (0 = innermost) of a site, native or interpreter ("func
+ * (file.py:12) [python]"), into buf. Returns buf. */
+const char *lks_symbolize_site_frame(struct lks_symbolizer *s, const struct lks_site *site,
+                                     int f, char *buf, size_t len);
+
+/* Function name of frame f of a site, or NULL. Valid until the next call. */
+const char *lks_symbolize_site_func(struct lks_symbolizer *s, const struct lks_site *site, int f);
+
 /* The frame a person should look at: the first one with a symbol in the
  * program itself (e.g. "redis_pool_acquire (redis_pool.c:61) [crawler]"
  * rather than libhiredis internals), else the first outside the C library,

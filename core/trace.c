@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include "trace.h"
 
+#include "modmap.h"
 #include "pyframes.h"
 
 #include <dlfcn.h>
@@ -35,7 +36,7 @@ static char g_dir[400];
 static void (*g_fork_hooks[4])(void);
 static _Atomic int g_nfork_hooks;
 
-/* Stack hash -> stack-rule bits, so dladdr() runs once per stack. */
+/* Stack hash -> stack-rule bits: a known stack costs one look-up. */
 #define BITS_CACHE 16384
 static struct {
     _Atomic uint64_t hash;
@@ -124,6 +125,9 @@ static void write_subsys_names(struct lks_header *h) {
 }
 
 static void fork_child(void);
+static void cap_release(void *arg);
+static pthread_key_t g_cap_key;
+static _Atomic int g_cap_key_ok;
 
 /* A traced parent already said why tracing is off; its children stay quiet.
  * Reads /proc/<ppid>/maps for our runtime (failure path only). */
@@ -185,6 +189,8 @@ static void init_locked(void) {
     }
     fill_identity(h);
     write_subsys_names(h);
+    lks_modmap_init(&g_rules);
+    if (pthread_key_create(&g_cap_key, cap_release) == 0) atomic_store(&g_cap_key_ok, 1);
     pthread_atfork(NULL, NULL, fork_child);
     atomic_store(&g_seg, h);
     atomic_store(&g_state, ST_READY);
@@ -218,6 +224,50 @@ LKS_EXPORT void lks_trace_on_fork_child(void (*fn)(void)) {
     if (i < 4) g_fork_hooks[i] = fn;
 }
 
+/* The pages of the parent's segment file that hold data (tmpfs keeps
+ * holes): a fork copies those and nothing else, so a child of a small
+ * process stays small. Past PRESENT_MAX ranges the rest counts as data; if
+ * the file cannot be opened, everything does. */
+#define PRESENT_MAX 128
+struct present {
+    int n;
+    uint64_t lo[PRESENT_MAX], hi[PRESENT_MAX];
+};
+
+static void present_ranges(struct lks_header *parent, struct present *pr) {
+    char path[512];
+    pr->n = 0;
+    snprintf(path, sizeof path, "%s/%d.seg", g_dir, (int)parent->pid);
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    off_t off = 0, size = (off_t)parent->total_size;
+    while (fd >= 0 && off < size && pr->n < PRESENT_MAX - 1) {
+        off_t data = lseek(fd, off, SEEK_DATA);
+        if (data < 0) break;
+        off_t hole = lseek(fd, data, SEEK_HOLE);
+        if (hole < 0) hole = size;
+        pr->lo[pr->n] = (uint64_t)data;
+        pr->hi[pr->n++] = (uint64_t)hole;
+        off = hole;
+    }
+    if (fd < 0 || (off < size && pr->n == PRESENT_MAX - 1)) {
+        pr->lo[pr->n] = fd < 0 ? 0 : (uint64_t)off;
+        pr->hi[pr->n++] = (uint64_t)size;
+    }
+    if (fd >= 0) syscall(SYS_close, fd);
+}
+
+/* Copies [off, off + len) of parent into h where the parent has data. */
+static void copy_present(struct lks_header *h, struct lks_header *parent,
+                         const struct present *pr, uint64_t off, uint64_t len) {
+    for (int r = 0; r < pr->n; r++) {
+        uint64_t lo = pr->lo[r] > off ? pr->lo[r] : off;
+        uint64_t hi = pr->hi[r] < off + len ? pr->hi[r] : off + len;
+        if (hi > parent->total_size) hi = parent->total_size;
+        if (hi > h->total_size) hi = h->total_size;
+        if (lo < hi) memcpy((char *)h + lo, (char *)parent + lo, hi - lo);
+    }
+}
+
 /* After fork, the child gets a segment of its own that starts from the
  * parent's state: its live descriptors, live allocations and call sites.
  * Totals restart so that opened - closed == open still holds. */
@@ -248,14 +298,27 @@ static void fork_child(void) {
            sizeof(struct lks_module) * LKS_MAX_MODULES);
     memcpy(lks_subsys_table(h), lks_subsys_table(parent),
            sizeof(struct lks_subsys) * LKS_MAX_SUBSYS);
+    h->frames_used = parent->frames_used;
+    h->strings_used = parent->strings_used;
+    struct present pr;
+    present_ranges(parent, &pr);
     uint32_t sites_cap = parent->sites_cap < h->sites_cap ? parent->sites_cap : h->sites_cap;
-    memcpy(lks_site_table(h), lks_site_table(parent), sizeof(struct lks_site) * sites_cap);
+    copy_present(h, parent, &pr, parent->sites_off, sizeof(struct lks_site) * sites_cap);
+    /* Same capacities (same code, same environment), so ids stay valid. */
+    if (parent->frames_cap == h->frames_cap && parent->strkeys_cap == h->strkeys_cap &&
+        parent->strings_size == h->strings_size && parent->frames_off == h->frames_off &&
+        parent->strings_off == h->strings_off) {
+        copy_present(h, parent, &pr, parent->frames_off, sizeof(struct lks_frame) * h->frames_cap);
+        copy_present(h, parent, &pr, parent->strkeys_off,
+                     sizeof(struct lks_strkey) * h->strkeys_cap);
+        copy_present(h, parent, &pr, parent->strings_off, h->strings_size);
+    }
     uint32_t nfd = (uint32_t)parent->fd_hiwater;
     if (nfd > h->fds_cap) nfd = h->fds_cap;
     if (nfd > parent->fds_cap) nfd = parent->fds_cap;
     memcpy(lks_fd_table(h), lks_fd_table(parent), sizeof(struct lks_fd) * nfd);
     uint64_t heap = parent->heap_size < h->heap_size ? parent->heap_size : h->heap_size;
-    memcpy(lks_heap_area(h), lks_heap_area(parent), heap);
+    if (parent->heap_off == h->heap_off) copy_present(h, parent, &pr, parent->heap_off, heap);
 
     struct lks_subsys *ss = lks_subsys_table(h);
     for (int i = 0; i < LKS_MAX_SUBSYS; i++) {
@@ -266,12 +329,22 @@ static void fork_child(void) {
         ss[i].heap_allocs = (uint64_t)ss[i].heap_live_allocs;
         ss[i].heap_frees = 0;
     }
+    /* Only sites on copied pages: touching the others would make the
+     * child's sparse segment dense. */
     struct lks_site *sites = lks_site_table(h);
-    for (uint32_t i = 0; i < sites_cap; i++) {
-        sites[i].fd_opened = (uint64_t)sites[i].fd_open;
-        sites[i].fd_failed = 0;
-        sites[i].heap_alloc_bytes = (uint64_t)sites[i].heap_live_bytes;
-        sites[i].heap_allocs = (uint64_t)sites[i].heap_live_allocs;
+    for (int r = 0; r < pr.n; r++) {
+        uint64_t lo = pr.lo[r] > h->sites_off ? pr.lo[r] - h->sites_off : 0;
+        uint64_t hi = pr.hi[r] > h->sites_off ? pr.hi[r] - h->sites_off : 0;
+        uint64_t first = lo / sizeof(struct lks_site);
+        uint64_t end = (hi + sizeof(struct lks_site) - 1) / sizeof(struct lks_site);
+        if (end > sites_cap) end = sites_cap;
+        for (uint64_t i = first; i < end; i++) {
+            if (!atomic_load_explicit(&sites[i].key, memory_order_relaxed)) continue;
+            sites[i].fd_opened = (uint64_t)sites[i].fd_open;
+            sites[i].fd_failed = 0;
+            sites[i].heap_alloc_bytes = (uint64_t)sites[i].heap_live_bytes;
+            sites[i].heap_allocs = (uint64_t)sites[i].heap_live_allocs;
+        }
     }
     atomic_store(&g_seg, h);
     munmap(parent, parent->total_size);
@@ -296,14 +369,126 @@ __attribute__((destructor)) static void trace_exit(void) {
     atomic_store(&h->exited, 1);
 }
 
+/* Stack capture on a private stack.
+ *
+ * libunwind needs several KiB of stack; a hook called from a signal handler
+ * on an 8 KiB sigaltstack, or at the bottom of a deep recursion, has less.
+ * So the unwinder runs on a stack of our own (per thread, two levels for a
+ * signal that interrupts a capture), entered through lks_on_stack, whose
+ * CFI (a standard frame-pointer frame) lets libunwind walk back onto the
+ * program's stack. Deeper nesting records no frames rather than risk it. */
+#define CAP_STACK (64u << 10)
+#define CAP_LEVELS 2
+#define CAP_AREAS 4096
+
+struct cap_area {
+    _Atomic int owned;
+    char *stack; /* CAP_LEVELS stacks of CAP_STACK bytes */
+};
+
+static struct cap_area g_cap[CAP_AREAS];
+static _Atomic uint32_t g_ncap;
+static __thread struct cap_area *t_cap __attribute__((tls_model("initial-exec")));
+static __thread int t_cap_depth __attribute__((tls_model("initial-exec")));
+static __thread int t_cap_gone __attribute__((tls_model("initial-exec")));
+
+#if defined(__x86_64__)
+/* void lks_on_stack(void (*fn)(void *), void *arg, void *stack_top) */
+__asm__(".text\n"
+        ".p2align 4\n"
+        ".type lks_on_stack, @function\n"
+        "lks_on_stack:\n"
+        ".cfi_startproc\n"
+        "  push %rbp\n"
+        ".cfi_def_cfa_offset 16\n"
+        ".cfi_offset %rbp, -16\n"
+        "  mov %rsp, %rbp\n"
+        ".cfi_def_cfa_register %rbp\n"
+        "  mov %rdx, %rsp\n"
+        "  mov %rdi, %rax\n"
+        "  mov %rsi, %rdi\n"
+        "  call *%rax\n"
+        "  mov %rbp, %rsp\n"
+        "  pop %rbp\n"
+        ".cfi_def_cfa %rsp, 8\n"
+        "  ret\n"
+        ".cfi_endproc\n"
+        ".size lks_on_stack, .-lks_on_stack\n");
+void lks_on_stack(void (*fn)(void *), void *arg, void *stack_top);
+#define HAVE_ON_STACK 1
+#define ON_STACK_FRAMES 2 /* capture_thunk and lks_on_stack */
+#else
+#define HAVE_ON_STACK 0
+#endif
+
+static void cap_release(void *arg) {
+    struct cap_area *a = arg;
+    t_cap = NULL;
+    t_cap_gone = 1;
+    if (a) atomic_store(&a->owned, 0);
+}
+
+/* This thread's capture area: a released one, or a new mapping. */
+static struct cap_area *cap_claim(void) {
+    uint32_t n = atomic_load(&g_ncap);
+    struct cap_area *a = NULL;
+    for (uint32_t i = 0; i < n && i < CAP_AREAS && !a; i++) {
+        int zero = 0;
+        if (g_cap[i].stack && atomic_load_explicit(&g_cap[i].owned, memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_strong(&g_cap[i].owned, &zero, 1))
+            a = &g_cap[i];
+    }
+    if (!a) {
+        uint32_t i = atomic_fetch_add(&g_ncap, 1);
+        if (i >= CAP_AREAS) return NULL;
+        void *p = mmap(NULL, CAP_STACK * CAP_LEVELS, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) return NULL;
+        a = &g_cap[i];
+        a->owned = 1;
+        a->stack = p;
+    }
+    t_cap = a;
+    if (atomic_load(&g_cap_key_ok)) pthread_setspecific(g_cap_key, a);
+    return a;
+}
+
+struct cap_job {
+    void **buf;
+    int want, n;
+};
+
+static void capture_thunk(void *arg) {
+    struct cap_job *j = arg;
+    j->n = unw_backtrace(j->buf, j->want);
+}
+
 LKS_EXPORT __attribute__((noinline)) int lks_stack_capture(uint64_t *frames, int max, int skip) {
     void *buf[LKS_MAX_FRAMES + 8];
-    int want = max + skip + 1;
-    if (want > (int)(sizeof buf / sizeof buf[0])) want = (int)(sizeof buf / sizeof buf[0]);
-    int n = unw_backtrace(buf, want);
-    int first = skip + 1; /* buf[0] is this function */
+    int fixed = 1; /* buf[0] is this function */
+    int n = 0;
+#if HAVE_ON_STACK
+    struct cap_area *a = t_cap;
+    if (!a && !t_cap_gone) a = cap_claim();
+    if (a) {
+        if (t_cap_depth >= CAP_LEVELS) return 0;
+        fixed += ON_STACK_FRAMES;
+        struct cap_job j = {buf, max + skip + fixed, 0};
+        if (j.want > (int)(sizeof buf / sizeof buf[0])) j.want = (int)(sizeof buf / sizeof buf[0]);
+        char *top = a->stack + CAP_STACK * (size_t)(CAP_LEVELS - t_cap_depth);
+        t_cap_depth++;
+        lks_on_stack(capture_thunk, &j, (void *)((uintptr_t)top & ~(uintptr_t)15));
+        t_cap_depth--;
+        n = j.n;
+    } else
+#endif
+    {
+        int want = max + skip + fixed;
+        if (want > (int)(sizeof buf / sizeof buf[0])) want = (int)(sizeof buf / sizeof buf[0]);
+        n = unw_backtrace(buf, want);
+    }
     int out = 0;
-    for (int i = first; i < n && out < max; i++) frames[out++] = (uint64_t)(uintptr_t)buf[i];
+    for (int i = skip + fixed; i < n && out < max; i++) frames[out++] = (uint64_t)(uintptr_t)buf[i];
     return out;
 }
 
@@ -317,42 +502,25 @@ LKS_EXPORT uint64_t lks_stack_hash(const uint64_t *frames, int n) {
     return h ? h : 1;
 }
 
-/* Index of the module holding addr, adding it on first sight (when h is
- * set), and the file and function names the rules match on. One dladdr1 per
- * frame. Cold path. */
-static uint16_t module_of(struct lks_header *h, uintptr_t addr, const char **path_out,
-                          const char **func_out) {
-    Dl_info info;
-    struct link_map *lm = NULL;
-    *path_out = *func_out = NULL;
-    if (!dladdr1((void *)addr, &info, (void **)&lm, RTLD_DL_LINKMAP) || !lm) return LKS_NO_MODULE;
-    const char *path = lm->l_name && lm->l_name[0] ? lm->l_name : h ? h->exe : info.dli_fname;
-    *path_out = path;
-    *func_out = info.dli_sname;
-    if (!h) return LKS_NO_MODULE;
+/* Index of the module holding a return address in the segment's module
+ * table, added on first sight. Cold path (new frames only). */
+static uint16_t module_index(struct lks_header *h, uint64_t ra) {
+    const char *path;
+    uint64_t bias, base;
+    if (!lks_modmap_module(ra, &path, &bias, &base)) return LKS_NO_MODULE;
     struct lks_module *mods = lks_module_table(h);
     uint32_t used = atomic_load(&h->modules_used);
     for (uint32_t i = 0; i < used && i < LKS_MAX_MODULES; i++)
-        if (mods[i].base == (uint64_t)(uintptr_t)info.dli_fbase) return (uint16_t)i;
+        if (mods[i].base == base) return (uint16_t)i;
     uint32_t i = atomic_fetch_add(&h->modules_used, 1);
     if (i >= LKS_MAX_MODULES) {
         atomic_store(&h->modules_used, LKS_MAX_MODULES);
         return LKS_NO_MODULE;
     }
-    mods[i].bias = (uint64_t)lm->l_addr;
-    mods[i].base = (uint64_t)(uintptr_t)info.dli_fbase;
+    mods[i].bias = bias;
+    mods[i].base = base;
     snprintf(mods[i].path, LKS_MODULE_PATH, "%.*s", LKS_MODULE_PATH - 1, path);
     return (uint16_t)i;
-}
-
-/* Evaluates the module/func rules on a stack. Return addresses point after
- * the call, hence addr - 1. */
-static uint64_t compute_stack_bits(const uint64_t *frames, int n) {
-    struct lks_header *h = lks_trace_seg();
-    const char *mods[LKS_MAX_FRAMES], *funcs[LKS_MAX_FRAMES];
-    if (n > LKS_MAX_FRAMES) n = LKS_MAX_FRAMES;
-    for (int i = 0; i < n; i++) module_of(h, (uintptr_t)frames[i] - 1, &mods[i], &funcs[i]);
-    return lks_rules_stack_bits(&g_rules, n, mods, funcs);
 }
 
 LKS_EXPORT uint64_t lks_stack_rule_bits(uint64_t hash, const uint64_t *frames, int n) {
@@ -362,8 +530,9 @@ LKS_EXPORT uint64_t lks_stack_rule_bits(uint64_t hash, const uint64_t *frames, i
         if (k == hash) return atomic_load_explicit(&g_bits_cache[i].bits, memory_order_relaxed);
         if (k == 0) break;
     }
+    uint64_t bits = 0;
     lks_in_hook++;
-    uint64_t bits = compute_stack_bits(frames, n);
+    for (int f = 0; f < n && f < LKS_MAX_FRAMES; f++) bits |= lks_frame_rule_bits(frames[f]);
     lks_in_hook--;
     for (int probe = 0; probe < 8; probe++) {
         uint32_t i = (uint32_t)(hash + (uint64_t)probe) & (BITS_CACHE - 1);
@@ -376,14 +545,127 @@ LKS_EXPORT uint64_t lks_stack_rule_bits(uint64_t hash, const uint64_t *frames, i
     return bits;
 }
 
-LKS_EXPORT uint32_t lks_site_intern(uint64_t hash, const uint64_t *frames, int n,
-                                    uint64_t rule_bits, int subsys) {
+LKS_EXPORT uint64_t lks_frame_rule_bits(uint64_t ra) { return lks_modmap_bits(ra); }
+
+/* Claims or finds the frame slot of key; fills it through fill() when new.
+ * Returns index + 1, or 0 when the table is full (counted). */
+static uint32_t frame_slot(struct lks_header *h, uint64_t key, struct lks_frame **fresh) {
+    struct lks_frame *frames = lks_frame_table(h);
+    uint32_t mask = h->frames_cap - 1;
+    uint64_t x = key * 0x9E3779B97F4A7C15ull;
+    uint32_t start = (uint32_t)(x >> 32);
+    *fresh = NULL;
+    for (uint32_t probe = 0; probe < 64 && probe <= mask; probe++) {
+        uint32_t i = (start + probe) & mask;
+        uint64_t k = atomic_load_explicit(&frames[i].key, memory_order_acquire);
+        if (k == key) return i + 1;
+        if (k != 0) continue;
+        uint64_t zero = 0;
+        if (!atomic_compare_exchange_strong(&frames[i].key, &zero, key)) {
+            if (zero == key) return i + 1;
+            continue;
+        }
+        atomic_fetch_add_explicit(&h->frames_used, 1, memory_order_relaxed);
+        *fresh = &frames[i];
+        return i + 1;
+    }
+    atomic_fetch_add_explicit(&h->frames_dropped, 1, memory_order_relaxed);
+    return 0;
+}
+
+LKS_EXPORT uint32_t lks_frame_intern_native(uint64_t ra) {
+    struct lks_header *h = lks_trace_seg();
+    if (!h || ra == 0 || (ra & LKS_FRAME_INTERP_BIT)) return 0;
+    struct lks_frame *f;
+    uint32_t id = frame_slot(h, ra, &f);
+    if (f) {
+        f->kind = LKS_FRAME_NATIVE;
+        f->addr = ra;
+        lks_in_hook++;
+        f->module = module_index(h, ra);
+        lks_in_hook--;
+        atomic_store_explicit(&f->ready, 1, memory_order_release);
+    }
+    return id;
+}
+
+LKS_EXPORT uint32_t lks_frame_intern_interp(int kind, uint64_t key, uint64_t code,
+                                            uint32_t line, const char *func, const char *file) {
     struct lks_header *h = lks_trace_seg();
     if (!h) return 0;
+    key |= LKS_FRAME_INTERP_BIT;
+    struct lks_frame *f;
+    uint32_t id = frame_slot(h, key, &f);
+    if (f) {
+        f->kind = (uint8_t)kind;
+        f->addr = code;
+        f->line = line;
+        f->module = LKS_NO_MODULE;
+        f->func = func ? lks_string_intern(func) : 0;
+        f->file = file ? lks_string_intern(file) : 0;
+        atomic_store_explicit(&f->ready, 1, memory_order_release);
+    }
+    return id;
+}
+
+LKS_EXPORT uint32_t lks_string_intern(const char *str) {
+    struct lks_header *h = lks_trace_seg();
+    if (!h || !str || !*str) return 0;
+    size_t len = strlen(str);
+    uint64_t hash = 0xcbf29ce484222325ull ^ len;
+    for (size_t i = 0; i < len; i++) hash = (hash ^ (unsigned char)str[i]) * 0x100000001b3ull;
+    if (!hash) hash = 1;
+    struct lks_strkey *keys = lks_strkey_table(h);
+    uint32_t mask = h->strkeys_cap - 1;
+    for (uint32_t probe = 0; probe < 32 && probe <= mask; probe++) {
+        struct lks_strkey *k = &keys[(uint32_t)(hash + probe) & mask];
+        uint64_t cur = atomic_load_explicit(&k->hash, memory_order_acquire);
+        if (cur == 0) {
+            uint64_t zero = 0;
+            if (!atomic_compare_exchange_strong(&k->hash, &zero, hash)) {
+                if (zero != hash) continue;
+                cur = hash;
+            } else {
+                uint32_t off = atomic_fetch_add(&h->strings_used, (uint32_t)len + 1);
+                if ((uint64_t)off + len + 1 > h->strings_size) {
+                    atomic_fetch_add(&h->strings_dropped, 1);
+                    return 0; /* the key stays claimed with off 0: "" from now on */
+                }
+                memcpy(lks_string_area(h) + off, str, len + 1);
+                k->len = (uint32_t)len;
+                atomic_store_explicit(&k->off, off, memory_order_release);
+                return off;
+            }
+        }
+        if (cur != hash) continue;
+        /* Same hash: the string is (being) written by someone; a loser of
+         * the race takes "" rather than wait. */
+        uint32_t off = atomic_load_explicit(&k->off, memory_order_acquire);
+        if (off && k->len == len && memcmp(lks_string_area(h) + off, str, len) == 0) return off;
+        if (off) continue;
+        return 0;
+    }
+    atomic_fetch_add(&h->strings_dropped, 1);
+    return 0;
+}
+
+/* Site key of (stack, subsys); never 0. */
+static uint64_t site_key(uint64_t hash, int subsys) {
     uint64_t key = hash ^ ((uint64_t)(subsys + 1) * 0x9E3779B97F4A7C15ull);
-    if (!key) key = 1;
+    return key ? key : 1;
+}
+
+/* Finds or claims the slot of key. Returns index + 1 and sets *fresh when
+ * the caller must fill it; 0 when no slot is free within the probe limit. */
+static uint32_t site_slot(struct lks_header *h, uint64_t key, int coarse,
+                          struct lks_site **fresh) {
     struct lks_site *sites = lks_site_table(h);
     uint32_t mask = h->sites_cap - 1;
+    *fresh = NULL;
+    /* The last eighth of the table is kept for coarse keys, so that a
+     * stack seen after the table filled still gets a site. */
+    int may_claim = coarse || atomic_load_explicit(&h->sites_used, memory_order_relaxed) <
+                                  h->sites_cap - h->sites_cap / 8;
     /* A full table: only existing sites can match, and they are found within
      * a few probes; stop early instead of scanning for a free slot. */
     uint32_t limit = atomic_load_explicit(&h->sites_dropped, memory_order_relaxed) ? 16 : 256;
@@ -392,30 +674,97 @@ LKS_EXPORT uint32_t lks_site_intern(uint64_t hash, const uint64_t *frames, int n
         uint64_t k = atomic_load_explicit(&sites[i].key, memory_order_acquire);
         if (k == key) return i + 1;
         if (k != 0) continue;
+        if (!may_claim) return 0;
         uint64_t zero = 0;
         if (!atomic_compare_exchange_strong(&sites[i].key, &zero, key)) {
             if (zero == key) return i + 1;
             continue;
         }
-        struct lks_site *s = &sites[i];
-        if (n > LKS_MAX_FRAMES) n = LKS_MAX_FRAMES;
-        s->subsys = (uint16_t)subsys;
-        s->stack_rule_bits = rule_bits;
-        memcpy(s->frames, frames, sizeof(uint64_t) * (size_t)n);
-        lks_in_hook++;
-        for (int f = 0; f < n; f++) {
-            const char *path, *func;
-            s->frame_module[f] = module_of(h, (uintptr_t)frames[f] - 1, &path, &func);
-        }
-        lks_in_hook--;
-        s->nframes = (uint16_t)n;
-        atomic_store_explicit(&s->ready, 1, memory_order_release);
-        atomic_fetch_add(&h->sites_used, 1);
+        *fresh = &sites[i];
         return i + 1;
     }
-    atomic_fetch_add(&h->sites_dropped_events, 1);
-    atomic_store(&h->sites_dropped, 1);
     return 0;
+}
+
+LKS_EXPORT uint32_t lks_site_intern_frames(uint64_t hash, const uint32_t *frame_ids, int n,
+                                           uint64_t rule_bits, int subsys, uint32_t flags) {
+    struct lks_header *h = lks_trace_seg();
+    if (!h) return 0;
+    if (n > LKS_MAX_FRAMES) n = LKS_MAX_FRAMES;
+    struct lks_site *s;
+    uint32_t id = site_slot(h, site_key(hash, subsys), (flags & LKS_SITE_COARSE) != 0, &s);
+    if (!s) return id;
+    s->subsys = (uint16_t)subsys;
+    s->stack_rule_bits = rule_bits;
+    s->flags = flags;
+    memcpy(s->frame, frame_ids, sizeof(uint32_t) * (size_t)n);
+    s->nframes = (uint16_t)n;
+    atomic_store_explicit(&s->ready, 1, memory_order_release);
+    atomic_fetch_add(&h->sites_used, 1);
+    if (flags & LKS_SITE_COARSE) atomic_fetch_add(&h->sites_coarse, 1);
+    return id;
+}
+
+/* Coarse keys: when the full stack finds no slot, its innermost frames
+ * (the allocating or opening code) still name the site. */
+static const int coarse_depths[] = {6, 3, 1};
+
+LKS_EXPORT uint32_t lks_site_intern(uint64_t hash, const uint64_t *frames, int n,
+                                    uint64_t rule_bits, int subsys) {
+    struct lks_header *h = lks_trace_seg();
+    if (!h) return 0;
+    if (n > LKS_MAX_FRAMES) n = LKS_MAX_FRAMES;
+    /* Known sites are found without touching the frame table. */
+    struct lks_site *s;
+    uint32_t id = site_slot(h, site_key(hash, subsys), 0, &s);
+    uint32_t flags = 0;
+    for (size_t c = 0; !id && c < sizeof coarse_depths / sizeof coarse_depths[0]; c++) {
+        if (coarse_depths[c] >= n) continue;
+        int depth = coarse_depths[c];
+        hash = lks_stack_hash(frames, depth) ^ 0x5bd1e995ull * (uint64_t)(c + 1);
+        id = site_slot(h, site_key(hash, subsys), 1, &s);
+        n = depth;
+        flags = LKS_SITE_COARSE;
+    }
+    if (!id) {
+        atomic_fetch_add_explicit(&h->sites_dropped_events, 1, memory_order_relaxed);
+        atomic_store(&h->sites_dropped, 1);
+        return 0;
+    }
+    if (!s) return id;
+    uint32_t ids[LKS_MAX_FRAMES];
+    for (int f = 0; f < n; f++) ids[f] = lks_frame_intern_native(frames[f]);
+    s->subsys = (uint16_t)subsys;
+    s->stack_rule_bits = rule_bits;
+    s->flags = flags;
+    memcpy(s->frame, ids, sizeof(uint32_t) * (size_t)n);
+    s->nframes = (uint16_t)n;
+    atomic_store_explicit(&s->ready, 1, memory_order_release);
+    atomic_fetch_add(&h->sites_used, 1);
+    if (flags) atomic_fetch_add(&h->sites_coarse, 1);
+    return id;
+}
+
+LKS_EXPORT uint32_t lks_site_resubsys(uint32_t site, int subsys) {
+    struct lks_site *s = lks_site_get(site);
+    struct lks_header *h = lks_trace_seg();
+    if (!s || !h || !atomic_load_explicit(&s->ready, memory_order_acquire)) return 0;
+    /* A native stack gets the key it would have had if classified so at
+     * creation; other stacks are keyed on their frame ids. */
+    uint64_t addrs[LKS_MAX_FRAMES];
+    int native = !(s->flags & LKS_SITE_COARSE);
+    for (int f = 0; native && f < s->nframes && f < LKS_MAX_FRAMES; f++) {
+        const struct lks_frame *fr = lks_site_frame(h, s, f);
+        native = fr && fr->kind == LKS_FRAME_NATIVE;
+        if (native) addrs[f] = fr->addr;
+    }
+    if (native)
+        return lks_site_intern(lks_stack_hash(addrs, s->nframes), addrs, s->nframes,
+                               s->stack_rule_bits, subsys);
+    uint64_t hash = 0xcbf29ce484222325ull;
+    for (int f = 0; f < s->nframes; f++) hash = (hash ^ s->frame[f]) * 0x100000001b3ull;
+    return lks_site_intern_frames(hash, s->frame, s->nframes, s->stack_rule_bits, subsys,
+                                  s->flags);
 }
 
 LKS_EXPORT struct lks_site *lks_site_get(uint32_t site) {

@@ -8,8 +8,8 @@
  * shims forward every call untouched.
  *
  * Hot-path contract: lks_trace_*() functions below that a hook calls take no
- * lock and never allocate; the first time a stack is seen (cold path) they
- * call dladdr() to classify it.
+ * lock and never allocate. Stacks are classified against a module address
+ * table (modmap.h), never with dladdr(). Sites and frames: docs/CALLSITES.md.
  */
 #ifndef LKS_TRACE_H
 #define LKS_TRACE_H
@@ -46,20 +46,53 @@ static inline int64_t lks_now_ns(void) {
 }
 
 /* Captures up to max return addresses of the caller's stack with libunwind,
- * dropping the innermost `skip` frames (the hook's own). Returns the count. */
+ * dropping the innermost `skip` frames (the hook's own). Returns the count.
+ * Runs the unwinder on a private per-thread stack, so it is safe on a small
+ * sigaltstack or deep in a recursion; a third nested capture (signals
+ * interrupting captures) returns 0 frames. */
 int lks_stack_capture(uint64_t *frames, int max, int skip);
 
 /* Hash of a stack; never 0. */
 uint64_t lks_stack_hash(const uint64_t *frames, int n);
 
-/* Stack-rule bits of a stack (see rules.h), cached by stack hash; the first
- * look-up of a stack symbolizes it with dladdr(). */
+/* Stack-rule bits of a stack (see rules.h), cached by stack hash; a new
+ * stack costs a binary search per frame. */
 uint64_t lks_stack_rule_bits(uint64_t hash, const uint64_t *frames, int n);
 
-/* Finds or creates the site for (stack, subsys). Returns its index + 1, or 0
- * when the table is full (counted in sites_dropped). */
+/* Stack-rule bits of one native return address (module and func rules). */
+uint64_t lks_frame_rule_bits(uint64_t ra);
+
+/* Finds or creates the site for (stack of return addresses, subsys).
+ * Returns its index + 1. A stack that finds no slot is interned on its
+ * innermost 6, 3, then 1 frames (LKS_SITE_COARSE, counted in sites_coarse);
+ * 0 only when even that fails (counted in sites_dropped_events). */
 uint32_t lks_site_intern(uint64_t hash, const uint64_t *frames, int n, uint64_t rule_bits,
                          int subsys);
+
+/* Finds or creates a site from frames already interned (frame ids as
+ * returned by lks_frame_intern_*, innermost first; for stacks that mix
+ * interpreter and native frames). hash is the caller's hash of the stack,
+ * used as the site key with subsys. Returns index + 1, or 0 if full. */
+uint32_t lks_site_intern_frames(uint64_t hash, const uint32_t *frame_ids, int n,
+                                uint64_t rule_bits, int subsys, uint32_t flags);
+
+/* The same stack as site, counted in another subsystem (index + 1 or 0). */
+uint32_t lks_site_resubsys(uint32_t site, int subsys);
+
+/* Interns a native frame (return address). Returns its id (index + 1), or
+ * 0 when the frame table is full (counted in frames_dropped). */
+uint32_t lks_frame_intern_native(uint64_t ra);
+
+/* Interns an interpreter frame: kind (LKS_FRAME_PYTHON), key = any hash of
+ * (code identity, line) (bit 63 is set for it), code = the code object's
+ * identity, line, and the function and file names (copied into the string
+ * area once per distinct string). Returns its id, or 0 when full. */
+uint32_t lks_frame_intern_interp(int kind, uint64_t key, uint64_t code, uint32_t line,
+                                 const char *func, const char *file);
+
+/* Interns a string into the segment's string area; returns its offset, or
+ * 0 ("") when the area is full (counted in strings_dropped) or lost a race. */
+uint32_t lks_string_intern(const char *str);
 
 /* The site for index + 1 as returned by lks_site_intern, or NULL. */
 struct lks_site *lks_site_get(uint32_t site);

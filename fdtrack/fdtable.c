@@ -282,19 +282,15 @@ void fdt_set_port(struct lks_header *h, int fd, unsigned port, int listener) {
     if (!e->in_use) return;
     struct lks_site *site = lks_site_get(e->site);
     uint64_t bits = 0;
-    uint64_t hash = 0;
     int ready = site && atomic_load_explicit(&site->ready, memory_order_acquire);
-    if (ready) {
-        bits = site->stack_rule_bits;
-        hash = lks_stack_hash(site->frames, site->nframes);
-    }
+    if (ready) bits = site->stack_rule_bits;
     struct lks_subject subj = {.kind = e->kind, .port = port, .stack_bits = bits};
     int subsys = lks_rules_classify(lks_trace_rules(), &subj);
     struct lks_fd old = entry_take(h, fd);
     if (!old.in_use) return;
     uint32_t new_site = old.site;
     if (subsys != old.subsys) {
-        new_site = ready ? lks_site_intern(hash, site->frames, site->nframes, bits, subsys) : 0;
+        new_site = ready ? lks_site_resubsys(old.site, subsys) : 0;
         struct lks_subsys *from = subsys_of(h, old.subsys);
         atomic_fetch_sub_explicit(&from->fd_open, 1, memory_order_relaxed);
         atomic_fetch_sub_explicit(&from->fd_opened, 1, memory_order_relaxed);

@@ -9,9 +9,7 @@
 #define _GNU_SOURCE
 #include "callsite.h"
 
-#include <dlfcn.h>
 #include <errno.h>
-#include <link.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -106,11 +104,10 @@ static int unwind_from(uintptr_t ra, uint64_t *frames) {
     return unwind_some(ra, frames, LKS_MAX_FRAMES);
 }
 
-/* Rule bits of one return address: dladdr once per address, then cached.
- * A stack's bits are the OR of its frames' bits (what lks_rules_stack_bits
- * computes over the whole stack), so an interpreter with a hundred thousand
- * distinct stacks but a few thousand return addresses pays dladdr a few
- * thousand times. */
+/* Rule bits of one return address (lks_frame_rule_bits: binary searches
+ * in the module table), cached per address. A stack's bits are the OR of
+ * its frames' bits, so an interpreter with a hundred thousand distinct
+ * stacks but a few thousand return addresses computes a few thousand. */
 struct frame_bits {
     _Atomic uint64_t ra;
     uint64_t bits;
@@ -119,20 +116,7 @@ struct frame_bits {
 #define FRAME_BITS_SIZE (1u << 16)
 static struct frame_bits *g_frame_bits;
 
-static uint64_t frame_bits_compute(uint64_t ra) {
-    Dl_info info;
-    struct link_map *lm = NULL;
-    const char *module = NULL, *func = NULL;
-    if (dladdr1((void *)(uintptr_t)(ra - 1), &info, (void **)&lm, RTLD_DL_LINKMAP)) {
-        func = info.dli_sname;
-        module = lm && lm->l_name && lm->l_name[0] ? lm->l_name : info.dli_fname;
-        if (lm && (!lm->l_name || !lm->l_name[0])) {
-            struct lks_header *h = lks_trace_seg();
-            if (h) module = h->exe;
-        }
-    }
-    return lks_rules_stack_bits(lks_trace_rules(), 1, &module, &func);
-}
+static uint64_t frame_bits_compute(uint64_t ra) { return lks_frame_rule_bits(ra); }
 
 static uint64_t frame_bits_of(uint64_t ra) {
     uint32_t slot = (uint32_t)((ra * 0x9E3779B97F4A7C15ull) >> 40);
@@ -209,10 +193,8 @@ static struct site_ref site_of_stack(const uint64_t *frames, int n, uint64_t *ha
     ref.subsys = (uint32_t)lks_rules_classify(lks_trace_rules(), &subj);
     if (ref.subsys >= LKS_MAX_SUBSYS) ref.subsys = LKS_SUBSYS_OTHER;
     struct lks_header *h = lks_trace_seg();
-    /* Once the site table is full, new stacks go without a site. */
-    ref.site = h && !atomic_load_explicit(&h->sites_dropped, memory_order_relaxed)
-                   ? lks_site_intern(hash, frames, n, bits, (int)ref.subsys)
-                   : 0;
+    /* A full table still gives a coarse site (trace.h); once per stack. */
+    ref.site = h ? lks_site_intern(hash, frames, n, bits, (int)ref.subsys) : 0;
     stack_store(hash, ref);
     return ref;
 }

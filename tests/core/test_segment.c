@@ -128,7 +128,10 @@ static void garbage_strings(unsigned char *b, size_t *len) {
     struct lks_site *s = lks_site_table(h);
     s[0].nframes = 60000;
     s[0].subsys = 60000;
-    s[0].frame_module[0] = 9999;
+    s[0].frame[0] = 0xfffffff0u;
+    lks_frame_table(h)[0].module = 9999;
+    lks_frame_table(h)[0].func = 0xfffffff0u;
+    memset(lks_string_area(h), 'C', h->strings_size);
 }
 
 Test(segment, refuses_truncated) {
@@ -174,7 +177,10 @@ Test(segment, sanitizes_strings_and_indices) {
     cr_expect_eq(strlen(c->exe), sizeof c->exe - 1);
     cr_expect_leq(lks_site_table(c)[0].nframes, LKS_MAX_FRAMES);
     cr_expect_eq(lks_site_table(c)[0].subsys, LKS_SUBSYS_OTHER);
-    cr_expect_eq(lks_site_table(c)[0].frame_module[0], LKS_NO_MODULE);
+    cr_expect_eq(lks_site_table(c)[0].frame[0], 0);
+    cr_expect_eq(lks_frame_table(c)[0].module, LKS_NO_MODULE);
+    cr_expect_eq(lks_frame_table(c)[0].func, 0);
+    cr_expect_eq(strlen(lks_string(c, 1)), c->strings_size - 2);
     lks_segment_free(c);
 }
 

@@ -144,7 +144,7 @@ static int64_t site_open(struct lks_header *h, const char *name, const char *fun
         struct lks_site *s = &sites[i];
         if (!s->key || !s->ready || strcmp(lks_subsys_table(h)[s->subsys].name, name)) continue;
         for (int f = 0; f < s->nframes; f++) {
-            const char *fn = lks_symbolize_func(sym, s->frames[f], s->frame_module[f]);
+            const char *fn = lks_symbolize_site_func(sym, s, f);
             if (fn && !strcmp(fn, func)) {
                 n += s->fd_open;
                 if (failed) *failed += s->fd_failed;

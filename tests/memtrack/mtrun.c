@@ -175,7 +175,7 @@ int mt_site_has_func(struct lks_header *h, uint32_t site, const char *func) {
     struct lks_symbolizer *sym = lks_symbolizer_new(h);
     int found = 0;
     for (int i = 0; i < s->nframes && !found; i++) {
-        const char *f = lks_symbolize_func(sym, s->frames[i], s->frame_module[i]);
+        const char *f = lks_symbolize_site_func(sym, s, i);
         found = f && !strcmp(f, func);
     }
     lks_symbolizer_free(sym);
