@@ -179,6 +179,7 @@ static const struct lks_pylayout *g_lay;
 static int g_major, g_minor;
 static void *(*g_get_tstate)(void);
 static uint64_t g_code_type, g_unicode_type, g_bytes_type;
+static int g_code_head; /* bytes of a code object the walk reads */
 
 static int read_u64(uint64_t addr, uint64_t *out) {
     if (!lks_mem_readable(addr, 8)) return 0;
@@ -219,6 +220,7 @@ int lks_py_init(int *major, int *minor) {
             for (size_t i = 0; i < sizeof lks_pylayouts / sizeof lks_pylayouts[0]; i++)
                 if (lks_pylayouts[i].major == g_major && lks_pylayouts[i].minor == g_minor) {
                     g_lay = &lks_pylayouts[i];
+                    g_code_head = g_lay->code_firsttraceable >= 0 ? g_lay->code_firsttraceable + 4 : 16;
                     mode = LKS_PY_ACTIVE;
                 }
             maps_refresh();
@@ -246,6 +248,15 @@ static uint64_t current_frame(void) {
     return p;
 }
 
+int lks_py_top(uint64_t *frame, uint64_t *instr) {
+    if (atomic_load_explicit(&g_mode, memory_order_relaxed) != LKS_PY_ACTIVE) return 0;
+    uint64_t f = current_frame();
+    if (!f || (f & 7) || !lks_mem_readable(f + (uint64_t)g_lay->frame_instr, 8)) return 0;
+    *frame = f;
+    *instr = *(const uint64_t *)(uintptr_t)(f + (uint64_t)g_lay->frame_instr);
+    return 1;
+}
+
 int lks_py_capture(struct lks_pyframe *out, int max) {
     if (atomic_load_explicit(&g_mode, memory_order_relaxed) != LKS_PY_ACTIVE) return 0;
     const struct lks_pylayout *L = g_lay;
@@ -264,14 +275,15 @@ int lks_py_capture(struct lks_pyframe *out, int max) {
             frame = prev;
             continue;
         }
-        if ((code & 7) || !read_u64(code + 8, &type) || type != g_code_type) break;
+        if ((code & 7) || !lks_mem_readable(code, (size_t)g_code_head)) break;
+        type = *(const uint64_t *)(uintptr_t)(code + 8);
+        if (type != g_code_type) break;
         int64_t instr;
         if (L->code_code >= 0) {
             /* 3.11+: a pointer into the code units. Frames still being set
              * up (before _co_firsttraceable) are skipped as CPython does. */
             uint64_t ip = *(const uint64_t *)(f + L->frame_instr);
-            int32_t first;
-            if (!read_i32(code + (uint64_t)L->code_firsttraceable, &first)) break;
+            int32_t first = *(const int32_t *)(uintptr_t)(code + (uint64_t)L->code_firsttraceable);
             uint64_t start = code + (uint64_t)L->code_code;
             if (owner != 1 && (int64_t)(ip - start) < 2 * (int64_t)first) {
                 frame = prev;
@@ -391,6 +403,34 @@ static int line_from_lnotab(const unsigned char *t, size_t size, int firstline, 
     return line;
 }
 
+int lks_py_code_ids(uint64_t code, uint64_t *name_obj, uint64_t *file_obj) {
+    uint64_t type;
+    *name_obj = *file_obj = 0;
+    if (lks_py_mode() != LKS_PY_ACTIVE) return -1;
+    const struct lks_pylayout *L = g_lay;
+    if (!read_u64(code + 8, &type) || type != g_code_type) return -1;
+    if (!read_u64(code + (uint64_t)(L->code_qualname >= 0 ? L->code_qualname : L->code_name), name_obj) ||
+        !read_u64(code + (uint64_t)L->code_filename, file_obj))
+        return -1;
+    return 0;
+}
+
+int lks_py_line(const struct lks_pyframe *f) {
+    uint64_t code = f->code, type, table;
+    int32_t firstline;
+    size_t size;
+    const unsigned char *t;
+    if (lks_py_mode() != LKS_PY_ACTIVE) return -1;
+    const struct lks_pylayout *L = g_lay;
+    if (!read_u64(code + 8, &type) || type != g_code_type) return -1;
+    if (!read_i32(code + (uint64_t)L->code_firstlineno, &firstline)) return -1;
+    if (!read_u64(code + (uint64_t)L->code_linetable, &table) || !(t = read_bytes(table, &size)))
+        return -1;
+    if (g_minor >= 11) return line_from_locations(t, size, firstline, f->instr);
+    if (g_minor == 10) return line_from_linetable310(t, size, firstline, f->instr);
+    return line_from_lnotab(t, size, firstline, f->instr);
+}
+
 int lks_py_describe(const struct lks_pyframe *f, char *func, size_t funclen, char *file,
                     size_t filelen, int *line) {
     copy_str(func, funclen, "?");
@@ -398,8 +438,7 @@ int lks_py_describe(const struct lks_pyframe *f, char *func, size_t funclen, cha
     *line = -1;
     if (lks_py_mode() != LKS_PY_ACTIVE) return -1;
     const struct lks_pylayout *L = g_lay;
-    uint64_t code = f->code, type, name = 0, filename, table;
-    int32_t firstline;
+    uint64_t code = f->code, type, name = 0, filename;
     if (!read_u64(code + 8, &type) || type != g_code_type) return -1;
     if (L->code_qualname >= 0) read_u64(code + (uint64_t)L->code_qualname, &name);
     if (!name || read_unicode(name, func, funclen) != 0) {
@@ -407,13 +446,6 @@ int lks_py_describe(const struct lks_pyframe *f, char *func, size_t funclen, cha
             copy_str(func, funclen, "?");
     }
     if (read_u64(code + (uint64_t)L->code_filename, &filename)) read_unicode(filename, file, filelen);
-    if (!read_i32(code + (uint64_t)L->code_firstlineno, &firstline)) return 0;
-    size_t size;
-    const unsigned char *t;
-    if (!read_u64(code + (uint64_t)L->code_linetable, &table) || !(t = read_bytes(table, &size)))
-        return 0;
-    if (g_minor >= 11) *line = line_from_locations(t, size, firstline, f->instr);
-    else if (g_minor == 10) *line = line_from_linetable310(t, size, firstline, f->instr);
-    else *line = line_from_lnotab(t, size, firstline, f->instr);
+    *line = lks_py_line(f);
     return 0;
 }

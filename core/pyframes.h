@@ -38,23 +38,36 @@ enum lks_py_mode {
 /* Looks for a CPython interpreter in the process (once; later calls return
  * the first answer). Cold: may call dlsym. Fills major/minor when not NULL
  * and an interpreter was found. */
-int lks_py_init(int *major, int *minor);
+__attribute__((visibility("default"))) int lks_py_init(int *major, int *minor);
 
 /* The mode found by lks_py_init() (LKS_PY_ABSENT before it ran). */
-int lks_py_mode(void);
+__attribute__((visibility("default"))) int lks_py_mode(void);
 
 /* Hot path: up to max frames of the calling thread, innermost first.
  * Returns 0 when the thread runs no Python or the mode is not ACTIVE. */
-int lks_py_capture(struct lks_pyframe *out, int max);
+__attribute__((visibility("default"))) int lks_py_capture(struct lks_pyframe *out, int max);
+
+/* Hot path, cheaper still: the innermost frame's address and the raw word
+ * that says where it is (instruction pointer or offset). A key for caches
+ * that verify it against a full capture now and then; 0 when no frame. */
+__attribute__((visibility("default"))) int lks_py_top(uint64_t *frame, uint64_t *instr);
 
 /* Cold path: qualified name, source file and line of a captured frame,
  * validated read by read. Returns 0, or -1 if the code object is no longer
  * readable as one (func/file then hold "?"). line is -1 when unknown. */
-int lks_py_describe(const struct lks_pyframe *f, char *func, size_t funclen, char *file,
+__attribute__((visibility("default"))) int lks_py_describe(const struct lks_pyframe *f, char *func, size_t funclen, char *file,
                     size_t filelen, int *line);
+
+/* Cold path: the line of a captured frame alone (-1 when unknown). */
+__attribute__((visibility("default"))) int lks_py_line(const struct lks_pyframe *f);
+
+/* Cold path: the addresses of a code object's name and file objects, which
+ * tell a cached description still belongs to it. Returns 0 or -1. */
+__attribute__((visibility("default"))) int lks_py_code_ids(uint64_t code, uint64_t *name_obj,
+                                                           uint64_t *file_obj);
 
 /* Is [addr, addr + len) inside a readable mapping of this process? Refreshes
  * its view of /proc/self/maps (rate-limited) on a miss. Exposed for tests. */
-int lks_mem_readable(uint64_t addr, size_t len);
+__attribute__((visibility("default"))) int lks_mem_readable(uint64_t addr, size_t len);
 
 #endif
