@@ -11,19 +11,6 @@
 
 #include "trace.h"
 
-LKS_EXPORT int lks_pystack_capture(struct lks_pystack *ps) {
-    int n = lks_py_capture(ps->f, LKS_PY_MAX_FRAMES);
-    uint64_t h = 0xcbf29ce484222325ull ^ (uint64_t)n;
-    for (int i = 0; i < n; i++) {
-        h = (h ^ ps->f[i].code) * 0x100000001b3ull;
-        h = (h ^ ps->f[i].instr) * 0x100000001b3ull;
-        h ^= h >> 29;
-    }
-    ps->n = n;
-    ps->hash = h ? h : 1;
-    return n;
-}
-
 /* The executable segments of the module that holds the interpreter. */
 #define INTERP_RANGES 4
 static struct {
@@ -106,6 +93,48 @@ static int line_of(const struct lks_pyframe *f) {
     if (line >= -1 && line < 0xfffffe)
         atomic_store_explicit(e, tag << 24 | (uint64_t)(line + 1), memory_order_relaxed);
     return line;
+}
+
+/* Is this code object part of the import system (<frozen importlib...>)?
+ * Cached per code object: one word, tag in the high bits, answer + 1 low. */
+#define IMPORT_CACHE 8192
+static _Atomic uint64_t g_import[IMPORT_CACHE];
+
+static int import_machinery(uint64_t code) {
+    uint64_t h = code * 0x9E3779B97F4A7C15ull;
+    uint64_t tag = h >> 2;
+    _Atomic uint64_t *e = &g_import[(h >> 40) % IMPORT_CACHE];
+    uint64_t v = atomic_load_explicit(e, memory_order_relaxed);
+    if (v >> 2 == tag && (v & 3)) return (int)(v & 3) - 1;
+    char func[8], file[64];
+    int line;
+    struct lks_pyframe f = {code, 0, 0};
+    lks_py_describe(&f, func, sizeof func, file, sizeof file, &line);
+    int yes = strncmp(file, "<frozen importlib._bootstrap", 28) == 0;
+    atomic_store_explicit(e, tag << 2 | (uint64_t)(yes + 1), memory_order_relaxed);
+    return yes;
+}
+
+LKS_EXPORT int lks_pystack_capture(struct lks_pystack *ps, int max) {
+    int n = lks_py_capture(ps->f, LKS_PY_MAX_FRAMES);
+    /* Code run by an import ends at the import system: who imported the
+     * module does not change what its body allocates, and keying on it
+     * multiplies a program's sites by its import graph. */
+    for (int i = 0; i < n; i++) {
+        if (!import_machinery(ps->f[i].code)) continue;
+        n = i ? i : 1;
+        break;
+    }
+    if (n > max) n = max;
+    uint64_t h = 0xcbf29ce484222325ull ^ (uint64_t)n;
+    for (int i = 0; i < n; i++) {
+        h = (h ^ ps->f[i].code) * 0x100000001b3ull;
+        h = (h ^ (uint64_t)(uint32_t)line_of(&ps->f[i])) * 0x100000001b3ull;
+        h ^= h >> 29;
+    }
+    ps->n = n;
+    ps->hash = h ? h : 1;
+    return n;
 }
 
 static void describe(const struct lks_pyframe *f, struct described *d) {

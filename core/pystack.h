@@ -14,17 +14,27 @@
 #include <stdint.h>
 
 #include "pyframes.h"
+#include "segment.h"
 
-#define LKS_PY_MAX_FRAMES 48 /* hashed; the innermost ones are stored in the site */
+/* A site stores the native leaf and the innermost Python frames; the key
+ * covers exactly what is stored, so two sites never print the same. */
+#define LKS_PY_MAX_FRAMES (LKS_MAX_FRAMES - 1)
+/* Heap sites key on fewer: the allocating code and its callers, not every
+ * import chain that led there (as tracemalloc, which keeps 1 by default). */
+#define LKS_PY_HEAP_FRAMES 6
 
 struct lks_pystack {
     int n;
-    uint64_t hash; /* of the (code, instr) pairs; never 0 when n > 0 */
+    uint64_t hash; /* of the (code, line) pairs; never 0 when n > 0 */
     struct lks_pyframe f[LKS_PY_MAX_FRAMES];
 };
 
-/* Hot: the calling thread's Python stack. Returns ps->n (0: no Python). */
-int lks_pystack_capture(struct lks_pystack *ps);
+/* The calling thread's Python stack, hashed by code object and line (an
+ * allocation's several instructions on one line are one site). Hot, but
+ * not per allocation: memtrack calls it on a new or verified key. Keeps at
+ * most max (<= LKS_PY_MAX_FRAMES) innermost frames. Returns ps->n (0: no
+ * Python). */
+int lks_pystack_capture(struct lks_pystack *ps, int max);
 
 /* Does addr (a return address) lie in the interpreter's own code
  * (python3.X executable or libpython)? Cold path. */

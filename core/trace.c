@@ -110,8 +110,15 @@ static uint64_t heap_area_size(void) {
     return env && *env ? strtoull(env, NULL, 10) : (uint64_t)1 << 20;
 }
 
+/* A CPython process has a site per Python call path that allocates
+ * (imports alone make thousands): four times the table. The file is
+ * sparse, so unused slots cost nothing. */
+static uint32_t sites_capacity(void) {
+    return lks_py_init(NULL, NULL) == LKS_PY_ACTIVE ? 4 * LKS_DEFAULT_SITES : LKS_DEFAULT_SITES;
+}
+
 static struct lks_header *new_segment(char *err, size_t errlen) {
-    return lks_segment_create(g_dir, getpid(), fds_capacity(), LKS_DEFAULT_SITES,
+    return lks_segment_create(g_dir, getpid(), fds_capacity(), sites_capacity(),
                               heap_area_size(), err, errlen);
 }
 

@@ -291,7 +291,7 @@ static int resolve_python(uintptr_t ra, struct site_ref *out) {
     }
     if (t_countdown <= 0) t_countdown = g_verify_every;
     struct lks_pystack ps;
-    if (!lks_pystack_capture(&ps)) return 0;
+    if (!lks_pystack_capture(&ps, LKS_PY_HEAP_FRAMES)) return 0;
     uint64_t key = lks_pystack_key(ra, &ps);
     *out = resolve_python_exact(ra, &ps, key);
     if (!e) cache_store(ra, qkey, NULL, key, *out, 0, VERIFY_NEW);

@@ -399,7 +399,7 @@ PY_DOMAIN_WRAPPERS(PYMEM_DOMAIN_OBJ, pyobj)
 
 static void pymem_install(void) {
     const char *want = getenv("LEAKSCOPE_PYMALLOC");
-    if (!want || strcmp(want, "wrap") != 0) return;
+    if (want && strcmp(want, "off") == 0) return;
     void (*set)(int, py_allocator *) = (void (*)(int, py_allocator *))dlsym(RTLD_DEFAULT,
                                                                            "PyMem_SetAllocator");
     g_py_get = (void (*)(int, py_allocator *))dlsym(RTLD_DEFAULT, "PyMem_GetAllocator");
