@@ -184,8 +184,10 @@ LKS_EXPORT uint64_t lks_pystack_rule_bits(const struct lks_pystack *ps) {
 
 /* Frame key: the code object and its line, with the kind's bit set. */
 static uint64_t pyframe_key(uint64_t code, int line) {
-    uint64_t k = (code ^ ((uint64_t)(uint32_t)line << 40)) * 0x9E3779B97F4A7C15ull;
-    return k ^ (k >> 31);
+    uint64_t k = code * 0x9E3779B97F4A7C15ull ^ ((uint64_t)(uint32_t)line + 1) * 0xC2B2AE3D27D4EB4Full;
+    k ^= k >> 29;
+    k *= 0xBF58476D1CE4E5B9ull;
+    return k ^ (k >> 32);
 }
 
 LKS_EXPORT uint32_t lks_pystack_site(uint64_t key, const uint64_t *native, int nnative,

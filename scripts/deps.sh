@@ -10,7 +10,7 @@ PKGS=(
   libcurl4-openssl-dev libhiredis-dev libmicrohttpd-dev libxml2-dev libgumbo-dev
   libbpf-dev bpftool clang llvm
   redis-server nginx-light prometheus
-  python3 curl jq procps sqlite3 strace valgrind heaptrack hyperfine
+  python3 python3-redis curl jq procps sqlite3 strace valgrind heaptrack hyperfine
 )
 
 missing=()
