@@ -10,6 +10,38 @@
 #include "json.h"
 #include "verdict.h"
 
+/* How CPython was traced in this process: frames and allocator mode. */
+static const char *py_frames_text(const struct lks_header *h) {
+    return h->py_frames == LKS_PYFRAMES_READ      ? "read"
+           : h->py_frames == LKS_PYFRAMES_UNKNOWN ? "unknown-version"
+                                                  : "none";
+}
+
+static const char *py_alloc_text(const struct lks_header *h) {
+    switch (h->py_alloc) {
+    case LKS_PYMEM_WRAPPED: return "pymalloc-wrapped";
+    case LKS_PYMEM_MALLOC: return "pythonmalloc-malloc";
+    case LKS_PYMEM_UNSEEN: return "pymalloc-unseen";
+    default: return "none";
+    }
+}
+
+static void python_text(FILE *out, const struct lks_header *h) {
+    if (!h->py_version) return;
+    unsigned major = h->py_version >> 8, minor = h->py_version & 0xff;
+    if (h->py_frames == LKS_PYFRAMES_READ)
+        fprintf(out, "  python %u.%u: Python frames in call sites", major, minor);
+    else
+        fprintf(out, "  python %u.%u: unknown interpreter layout, native frames only", major, minor);
+    if (h->features & LKS_FEATURE_HEAP) {
+        const char *a = h->py_alloc == LKS_PYMEM_WRAPPED  ? "objects from pymalloc recorded (allocator wrapped)"
+                        : h->py_alloc == LKS_PYMEM_MALLOC ? "objects seen as mallocs (PYTHONMALLOC=malloc)"
+                        : "small objects NOT seen: another allocator replaced pymalloc's wrapper";
+        fprintf(out, "; %s", a);
+    }
+    fputc('\n', out);
+}
+
 void summary_json(FILE *out, struct seg_list *l, int want_fd, int want_heap, int status) {
     summary_json_verdicts(out, l, want_fd, want_heap, status, NULL);
 }
@@ -32,6 +64,9 @@ void summary_json_verdicts(FILE *out, struct seg_list *l, int want_fd, int want_
         json_string(out, h->role);
         fprintf(out, ",\"exited\":%s,\"running\":%s", h->exited ? "true" : "false",
                 lks_segment_process_alive(h) ? "true" : "false");
+        if (h->py_version)
+            fprintf(out, ",\"python\":{\"version\":\"%u.%u\",\"frames\":\"%s\",\"alloc\":\"%s\"}",
+                    h->py_version >> 8, h->py_version & 0xff, py_frames_text(h), py_alloc_text(h));
         if (want_fd && (h->features & LKS_FEATURE_FD)) {
             fputs(",\"fd\":", out);
             fd_report_json(out, h, sym);
@@ -68,6 +103,7 @@ static void process_text(FILE *out, struct lks_header *h, int depth, int want_fd
     if (h->forked_from) fprintf(out, ", forked from %d without exec", h->forked_from);
     fprintf(out, "%s%s%s\n", h->role[0] ? " role " : "", h->role,
             lks_segment_process_alive(h) ? " [still running]" : "");
+    python_text(out, h);
     if (want_fd && (h->features & LKS_FEATURE_FD)) fd_report_text(out, h, sym);
     if (want_heap && (h->features & LKS_FEATURE_HEAP)) heap_report_text(out, h, sym);
     lks_symbolizer_free(sym);

@@ -22,6 +22,14 @@ static const char default_rules[] =
     "redis     port    6379\n"
     "https     port    443\n"
     "http      port    80,8080\n"
+    "metrics   path    */prometheus_multiproc*/*.db,*/counter_*.db,*/gauge_*.db\n"
+    "metrics   path    */histogram_*.db,*/summary_*.db\n"
+    "redis     pyfile  */redis/*,*/redis-py/*\n"
+    "http      pyfile  */aiohttp/*,*/requests/*,*/urllib3/*,*/httpx/*,*/httpcore/*\n"
+    "http      pyfile  */http/client.py,*/urllib/request.py\n"
+    "sqlite    pyfile  */sqlite3/*\n"
+    "postgres  pyfile  */psycopg/*,*/psycopg2/*,*/psycopg_pool/*\n"
+    "metrics   pyfile  */prometheus_client/*\n"
     "frontier  path    */frontier*/*,*.frontier\n"
     "log       path    *.log,*.log.[0-9]*\n"
     "sqlite    module  libsqlite3.so*\n"
@@ -155,7 +163,8 @@ static int compile_globs(struct lks_rule *rule, const char *s) {
 /* Parses one set of lines and appends its rules. Returns -1 with err set. */
 static int parse_lines(struct lks_rules *r, const char *text, const char *fname, char *err,
                        size_t errlen) {
-    static const char *const matchers[] = {"port", "path", "module", "func", "kind"};
+    static const char *const matchers[] = {"port", "path", "module", "func", "kind", "pyfile",
+                                           "pyfunc"};
     int lineno = 0;
     const char *p = text;
     while (*p) {
@@ -187,10 +196,10 @@ static int parse_lines(struct lks_rules *r, const char *text, const char *fname,
             return -1;
         }
         int m = -1;
-        for (int i = 0; i < 5; i++)
+        for (int i = 0; i < LKS_MATCH_COUNT; i++)
             if (strcmp(f[1], matchers[i]) == 0) m = i;
         if (m < 0) {
-            lks_set_err(err, errlen, "%s:%d: unknown matcher '%s' (port, path, module, func, kind)",
+            lks_set_err(err, errlen, "%s:%d: unknown matcher '%s' (port, path, module, func, kind, pyfile, pyfunc)",
                     fname, lineno, f[1]);
             return -1;
         }
@@ -210,7 +219,9 @@ static int parse_lines(struct lks_rules *r, const char *text, const char *fname,
             lks_set_err(err, errlen, "%s:%d: unknown descriptor kind in '%s'", fname, lineno, f[2]);
             return -1;
         }
-        if ((m == LKS_MATCH_PATH || m == LKS_MATCH_MODULE || m == LKS_MATCH_FUNC) &&
+        int is_stack = (m == LKS_MATCH_MODULE || m == LKS_MATCH_FUNC || m == LKS_MATCH_PYFILE ||
+                        m == LKS_MATCH_PYFUNC);
+        if ((m == LKS_MATCH_PATH || is_stack) &&
             !compile_globs(&compiled, f[2])) {
             lks_set_err(err, errlen, "%s:%d: more than 8 globs in '%s'", fname, lineno, f[2]);
             return -1;
@@ -219,9 +230,8 @@ static int parse_lines(struct lks_rules *r, const char *text, const char *fname,
             lks_set_err(err, errlen, "%s:%d: more than %d rules", fname, lineno, LKS_MAX_RULES);
             return -1;
         }
-        int is_stack = (m == LKS_MATCH_MODULE || m == LKS_MATCH_FUNC);
         if (is_stack && r->nstack >= LKS_MAX_STACK_RULES) {
-            lks_set_err(err, errlen, "%s:%d: more than %d module/func rules", fname, lineno,
+            lks_set_err(err, errlen, "%s:%d: more than %d module/func rules (pyfile/pyfunc included)", fname, lineno,
                     LKS_MAX_STACK_RULES);
             return -1;
         }
@@ -399,6 +409,8 @@ int lks_rules_classify(const struct lks_rules *r, const struct lks_subject *subj
             break;
         case LKS_MATCH_MODULE:
         case LKS_MATCH_FUNC:
+        case LKS_MATCH_PYFILE:
+        case LKS_MATCH_PYFUNC:
             hit = (subj->stack_bits >> rule->stack_bit) & 1;
             break;
         case LKS_MATCH_KIND:
@@ -430,6 +442,18 @@ uint64_t lks_rules_stack_bits(const struct lks_rules *r, int nframes,
                 break;
             }
         }
+    }
+    return bits;
+}
+
+uint64_t lks_rules_pyframe_bits(const struct lks_rules *r, const char *file, const char *func) {
+    uint64_t bits = 0;
+    size_t file_len = file ? strlen(file) : 0, func_len = func ? strlen(func) : 0;
+    for (int i = 0; i < r->nrules; i++) {
+        const struct lks_rule *rule = &r->rule[i];
+        if ((rule->matcher == LKS_MATCH_PYFILE && file && alts_match(rule, file, file_len)) ||
+            (rule->matcher == LKS_MATCH_PYFUNC && func && alts_match(rule, func, func_len)))
+            bits |= (uint64_t)1 << rule->stack_bit;
     }
     return bits;
 }

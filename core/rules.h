@@ -9,10 +9,13 @@
  *   func    glob on a function name on the creating stack (dynamic symbols)
  *   kind    descriptor kind: file dir pipe socket unix other-socket epoll
  *           eventfd timerfd signalfd inotify memfd stdio device
+ *   pyfile  glob on the source path of a Python frame on the creating stack
+ *   pyfunc  glob on the qualified name of a Python function on that stack
  * The user's rules come first, then the built-in defaults; the first rule
  * that matches wins. Matching needs no allocation and no lock: the shims call
- * it on their hot path. Stack rules (module, func) are evaluated once per call
- * site and cached as a bit mask (at most LKS_MAX_STACK_RULES of them).
+ * it on their hot path. Stack rules (module, func, pyfile, pyfunc) are evaluated
+ * once per frame or call site and cached as a bit mask (at most
+ * LKS_MAX_STACK_RULES of them); a stack's bits are the OR of its frames'.
  */
 #ifndef LKS_RULES_H
 #define LKS_RULES_H
@@ -26,7 +29,16 @@
 #define LKS_MAX_STACK_RULES 64
 #define LKS_RULE_PATTERN 128
 
-enum lks_matcher { LKS_MATCH_PORT, LKS_MATCH_PATH, LKS_MATCH_MODULE, LKS_MATCH_FUNC, LKS_MATCH_KIND };
+enum lks_matcher {
+    LKS_MATCH_PORT,
+    LKS_MATCH_PATH,
+    LKS_MATCH_MODULE,
+    LKS_MATCH_FUNC,
+    LKS_MATCH_KIND,
+    LKS_MATCH_PYFILE,
+    LKS_MATCH_PYFUNC,
+    LKS_MATCH_COUNT
+};
 
 #define LKS_RULE_PORT_RANGES 16
 
@@ -35,7 +47,7 @@ struct lks_rule {
     uint16_t subsys;     /* index into lks_rules.names */
     uint8_t matcher;     /* enum lks_matcher */
     uint8_t stack_bit;   /* for module/func: bit in a site's stack_rule_bits */
-    uint8_t nalts;       /* path/module/func: globs in alts, '\0'-separated */
+    uint8_t nalts;       /* path and stack matchers: globs in alts, '\0'-separated */
     uint8_t nports;      /* port: ranges in port_lo/port_hi */
     uint8_t suffix_alts; /* bit i: alt i is '*' + plain text, matched as a suffix */
     uint32_t kinds;      /* kind: bit per enum lks_fd_kind */
@@ -83,6 +95,10 @@ int lks_rules_classify(const struct lks_rules *r, const struct lks_subject *s);
  * (either may be NULL per frame). */
 uint64_t lks_rules_stack_bits(const struct lks_rules *r, int nframes,
                               const char *const *modules, const char *const *funcs);
+
+/* Stack-rule bits of one Python frame: pyfile rules against its source path,
+ * pyfunc rules against its qualified name (either may be NULL). */
+uint64_t lks_rules_pyframe_bits(const struct lks_rules *r, const char *file, const char *func);
 
 /* Looks a subsystem name up; returns its id or -1. */
 int lks_rules_subsys_id(const struct lks_rules *r, const char *name);

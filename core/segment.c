@@ -86,6 +86,7 @@ static uint64_t layout(struct lks_header *h, uint32_t fds_cap, uint32_t sites_ca
     h->frames_cap = sites_cap * 2 < 256 ? 256 : sites_cap * 2;
     h->strkeys_cap = sites_cap / 4 < 64 ? 64 : sites_cap / 4;
     h->strings_size = sites_cap * 8 < 4096 ? 4096 : sites_cap * 8;
+    h->strings_used = 1; /* offset 0 is "" */
     h->frames_off = off;
     off = ALIGN64(off + sizeof(struct lks_frame) * (uint64_t)h->frames_cap);
     h->strkeys_off = off;

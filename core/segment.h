@@ -170,12 +170,27 @@ struct lks_header {
     _Atomic uint64_t fd_closed_unseen; /* a number created again while we held it open */
     int32_t forked_from;               /* parent pid if made by fork without exec, else 0 */
     _Atomic uint32_t fd_reconciled;    /* LKS_RECONCILE_*: how the exit reconciliation went */
+
+    /* CPython in this process (core/pyframes.h, docs/PYTHON.md). */
+    uint32_t py_version;          /* major << 8 | minor; 0: no CPython found */
+    uint32_t py_frames;           /* LKS_PYFRAMES_*: are its frames read */
+    _Atomic uint32_t py_alloc;    /* LKS_PYMEM_*: how its objects reach memtrack */
+    uint32_t _pad_py;
 };
 
 /* header.fd_reconciled */
 #define LKS_RECONCILE_NONE 0  /* not (yet) done: live, or ended without exit() */
 #define LKS_RECONCILE_PROC 1  /* against a listing of /proc/self/fd */
 #define LKS_RECONCILE_PROBE 2 /* no descriptor to spare: each number probed with fcntl */
+
+/* header.py_frames, header.py_alloc */
+#define LKS_PYFRAMES_READ 1    /* a known layout: call sites have Python frames */
+#define LKS_PYFRAMES_UNKNOWN 2 /* unknown version: native frames only */
+
+#define LKS_PYMEM_NONE 0    /* memtrack not loaded, or no CPython */
+#define LKS_PYMEM_WRAPPED 1 /* pymalloc wrapped through PyMem_SetAllocator */
+#define LKS_PYMEM_MALLOC 2  /* PYTHONMALLOC=malloc: objects seen as mallocs */
+#define LKS_PYMEM_UNSEEN 3  /* another allocator replaced ours: small objects unseen */
 
 /* Per-subsystem counters. Invariant: fd_opened - fd_closed == fd_open. */
 struct lks_subsys {

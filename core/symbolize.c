@@ -133,10 +133,28 @@ const char *lks_symbolize_site_func(struct lks_symbolizer *s, const struct lks_s
     return func[0] ? func : NULL;
 }
 
+/* Is a Python source file part of the interpreter's library or an installed
+ * package, rather than the program's own code? */
+static int python_library_file(const char *file) {
+    return strncmp(file, "<frozen ", 8) == 0 || strstr(file, "/lib/python3") ||
+           strstr(file, "/site-packages/") || strstr(file, "/dist-packages/") ||
+           strstr(file, "/lib/pypy");
+}
+
 const char *lks_symbolize_headline(struct lks_symbolizer *s, const struct lks_site *site,
                                    char *buf, size_t len) {
     uint32_t nmods = atomic_load(&s->seg->modules_used);
     int n = site->nframes > LKS_MAX_FRAMES ? LKS_MAX_FRAMES : site->nframes;
+    /* A Python stack: the first frame in the program's own code, else the
+     * first Python frame (the native leaf is the interpreter's). */
+    for (int own = 1; own >= 0; own--) {
+        for (int f = 0; f < n; f++) {
+            const struct lks_frame *fr = lks_site_frame(s->seg, site, f);
+            if (!fr || fr->kind != LKS_FRAME_PYTHON || !lks_string(s->seg, fr->func)[0]) continue;
+            if (own && python_library_file(lks_string(s->seg, fr->file))) continue;
+            return lks_symbolize_site_frame(s, site, f, buf, len);
+        }
+    }
     /* Two passes: the program's own code (or interpreted code) first, then
      * any library's. */
     for (int own = 1; own >= 0; own--) {

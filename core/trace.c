@@ -8,6 +8,7 @@
 #include "trace.h"
 
 #include "modmap.h"
+#include "pyframes.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -85,6 +86,11 @@ static void fill_identity(struct lks_header *h) {
     h->start_realtime_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
     h->start_mono_ns = lks_now_ns();
     read_small_file("/proc/self/comm", h->comm, sizeof h->comm);
+    int py_major = 0, py_minor = 0;
+    int py = lks_py_init(&py_major, &py_minor);
+    h->py_version = py != LKS_PY_ABSENT ? (uint32_t)(py_major << 8 | py_minor) : 0;
+    h->py_frames = py == LKS_PY_ACTIVE ? LKS_PYFRAMES_READ
+                   : py == LKS_PY_UNKNOWN ? LKS_PYFRAMES_UNKNOWN : 0;
     ssize_t n = readlink("/proc/self/exe", h->exe, sizeof h->exe - 1);
     h->exe[n > 0 ? n : 0] = 0;
     const char *role = getenv("LEAKSCOPE_ROLE");
@@ -114,8 +120,15 @@ static uint64_t heap_area_size(void) {
     return env && *env ? strtoull(env, NULL, 10) : (uint64_t)1 << 20;
 }
 
+/* A CPython process has a site per Python call path that allocates
+ * (imports alone make thousands): four times the table. The file is
+ * sparse, so unused slots cost nothing. */
+static uint32_t sites_capacity(void) {
+    return lks_py_init(NULL, NULL) == LKS_PY_ACTIVE ? 4 * LKS_DEFAULT_SITES : LKS_DEFAULT_SITES;
+}
+
 static struct lks_header *new_segment(char *err, size_t errlen) {
-    return lks_segment_create(g_dir, getpid(), fds_capacity(), LKS_DEFAULT_SITES,
+    return lks_segment_create(g_dir, getpid(), fds_capacity(), sites_capacity(),
                               heap_area_size(), err, errlen);
 }
 
@@ -319,6 +332,7 @@ static void fork_child_segment(int raw) {
     h->forked_from = parent->pid;
     snprintf(h->role, sizeof h->role, "%s", parent->role);
     h->features = parent->features;
+    h->py_alloc = parent->py_alloc;
     h->fd_untracked = 0;
     h->fd_own = parent->fd_own; /* the shim's descriptors came along */
     h->fd_hiwater = parent->fd_hiwater;

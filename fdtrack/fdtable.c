@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include "fdtable.h"
 
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -17,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "pystack.h"
 #include "trace.h"
 
 #define STACK_SKIP 2 /* fdt_* function and the hook */
@@ -163,12 +165,27 @@ struct origin {
     uint64_t hash, bits;
     uint64_t frames[LKS_MAX_FRAMES];
     int n;
+    struct lks_pystack py; /* py.n > 0: a Python thread (pystack.h) */
 };
 
 static inline __attribute__((always_inline)) void origin_capture(struct origin *o) {
     o->n = lks_stack_capture(o->frames, LKS_MAX_FRAMES, STACK_SKIP);
     o->hash = lks_stack_hash(o->frames, o->n);
     o->bits = lks_stack_rule_bits(o->hash, o->frames, o->n);
+    if (lks_pystack_capture(&o->py, LKS_PY_MAX_FRAMES)) {
+        /* Keyed by the native leaf (up to the interpreter) and the Python
+         * stack, not by the eval loop's C frames. */
+        int leaf = 0;
+        while (leaf < o->n && !lks_py_in_interpreter(o->frames[leaf])) leaf++;
+        o->hash = lks_pystack_key(lks_stack_hash(o->frames, leaf < o->n ? leaf + 1 : o->n), &o->py);
+        o->bits |= lks_pystack_rule_bits(&o->py);
+    }
+}
+
+/* The site of an origin in subsys: merged Python + native, or native. */
+static uint32_t origin_site(const struct origin *o, int subsys) {
+    if (o->py.n) return lks_pystack_site(o->hash, o->frames, o->n, &o->py, o->bits, subsys);
+    return lks_site_intern(o->hash, o->frames, o->n, o->bits, subsys);
 }
 
 static int classify(const struct origin *o, int kind, const char *path, unsigned port) {
@@ -198,7 +215,7 @@ __attribute__((noinline)) void fdt_created(struct lks_header *h, int fd, int err
         strncmp(path, "/dev/shm/", 9) != 0)
         kind = LKS_KIND_DEVICE;
     int subsys = classify(&o, kind, path, port);
-    uint32_t site = lks_site_intern(o.hash, o.frames, o.n, o.bits, subsys);
+    uint32_t site = origin_site(&o, subsys);
     if (fd < 0) {
         count_failed(h, subsys, site, err);
         return;
@@ -211,7 +228,7 @@ __attribute__((noinline)) void fdt_created_pair(struct lks_header *h, const int 
     struct origin o;
     origin_capture(&o);
     int subsys = classify(&o, kind, NULL, 0);
-    uint32_t site = lks_site_intern(o.hash, o.frames, o.n, o.bits, subsys);
+    uint32_t site = origin_site(&o, subsys);
     if (!ok) {
         count_failed(h, subsys, site, err);
         return;
@@ -234,7 +251,7 @@ __attribute__((noinline)) void fdt_duplicated(struct lks_header *h, int oldfd, i
     origin_capture(&o);
     struct lks_fd orig = entry_peek(h, oldfd);
     int subsys = orig.in_use ? orig.subsys : classify(&o, LKS_KIND_UNKNOWN, NULL, 0);
-    uint32_t site = lks_site_intern(o.hash, o.frames, o.n, o.bits, subsys);
+    uint32_t site = origin_site(&o, subsys);
     if (newfd < 0) {
         count_failed(h, subsys, site, err);
         return;
@@ -252,7 +269,7 @@ __attribute__((noinline)) void fdt_accepted(struct lks_header *h, int listener, 
     struct lks_fd l = entry_peek(h, listener);
     int kind = l.in_use && l.kind == LKS_KIND_UNIX ? LKS_KIND_UNIX : LKS_KIND_SOCKET;
     int subsys = classify(&o, kind, NULL, l.port);
-    uint32_t site = lks_site_intern(o.hash, o.frames, o.n, o.bits, subsys);
+    uint32_t site = origin_site(&o, subsys);
     if (fd < 0) {
         count_failed(h, subsys, site, err);
         return;

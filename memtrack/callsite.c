@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
+#include "pystack.h"
 #include "trace.h"
 
 #define CACHE_BITS 15
@@ -31,6 +32,7 @@ struct cs_entry {
 } __attribute__((aligned(64)));
 
 static struct cs_entry *g_cache;
+static int g_python; /* CPython frames are readable in this process */
 static int g_verify_every = 256;
 static __thread int t_countdown __attribute__((tls_model("initial-exec")));
 
@@ -246,7 +248,62 @@ __attribute__((noinline)) static struct site_ref resolve_ambiguous(uintptr_t ra,
     return resolve_keyed(ra, key, fp, e, &seen);
 }
 
+/* A thread running Python: the site is (ra, Python stack), cached under
+ * an exact key whose top bit is set (frame addresses never have it). */
+__attribute__((noinline)) static struct site_ref resolve_python_exact(uintptr_t ra,
+                                                                      const struct lks_pystack *ps,
+                                                                      uint64_t key) {
+    uintptr_t fpkey = (uintptr_t)(key | (1ull << 63));
+    struct cs_entry seen;
+    if (cache_find(ra, fpkey, &seen)) return (struct site_ref){seen.site, seen.subsys};
+    int saved_errno = errno;
+    lks_in_hook++;
+    uint64_t bits = frame_bits_of(ra) | lks_pystack_rule_bits(ps);
+    struct lks_subject subj = {.kind = LKS_KIND_UNKNOWN, .stack_bits = bits};
+    struct site_ref ref;
+    ref.subsys = (uint32_t)lks_rules_classify(lks_trace_rules(), &subj);
+    if (ref.subsys >= LKS_MAX_SUBSYS) ref.subsys = LKS_SUBSYS_OTHER;
+    uint64_t leaf = ra;
+    ref.site = lks_pystack_site(key, &leaf, 1, ps, bits, (int)ref.subsys);
+    cache_store(ra, fpkey, NULL, key, ref, 0, 0);
+    lks_in_hook--;
+    errno = saved_errno;
+    return ref;
+}
+
+/* The Python counterpart of (ra, fp): (ra, innermost Python frame and its
+ * instruction), which costs three reads instead of a walk. Like (ra, fp) it
+ * is verified against the full Python stack on first use and every
+ * LEAKSCOPE_HEAP_VERIFY_EVERY allocations; a key that shows two stacks is
+ * marked ambiguous and walked every time from then on. Returns 0 (native
+ * path) when the thread runs no Python. */
+static int resolve_python(uintptr_t ra, struct site_ref *out) {
+    uint64_t top, ip;
+    if (!lks_py_top(&top, &ip)) return 0;
+    uint64_t q = (top * 0x9E3779B97F4A7C15ull) ^ (ip * 0xC2B2AE3D27D4EB4Full);
+    uintptr_t qkey = (uintptr_t)((q ^ (q >> 29)) | (1ull << 63) | (1ull << 62));
+    struct cs_entry seen;
+    struct cs_entry *e = cache_find(ra, qkey, &seen);
+    if (__builtin_expect(e != NULL, 1) && !seen.ambiguous &&
+        atomic_load_explicit(&e->verify_left, memory_order_relaxed) <= 0 && --t_countdown > 0) {
+        *out = (struct site_ref){seen.site, seen.subsys};
+        return 1;
+    }
+    if (t_countdown <= 0) t_countdown = g_verify_every;
+    struct lks_pystack ps;
+    if (!lks_pystack_capture(&ps, LKS_PY_HEAP_FRAMES)) return 0;
+    uint64_t key = lks_pystack_key(ra, &ps);
+    *out = resolve_python_exact(ra, &ps, key);
+    if (!e) cache_store(ra, qkey, NULL, key, *out, 0, VERIFY_NEW);
+    else if (!seen.ambiguous && seen.stack_hash != key) cache_store(ra, qkey, e, key, *out, 1, 0);
+    else if (atomic_load_explicit(&e->verify_left, memory_order_relaxed) > 0)
+        atomic_fetch_sub_explicit(&e->verify_left, 1, memory_order_relaxed);
+    return 1;
+}
+
 struct site_ref callsite_resolve(uintptr_t ra, uintptr_t fp) {
+    struct site_ref py;
+    if (g_python && resolve_python(ra, &py)) return py;
     struct cs_entry seen;
     struct cs_entry *e = cache_find(ra, fp, &seen);
     if (__builtin_expect(e && seen.ambiguous, 0)) return resolve_ambiguous(ra, fp);
@@ -276,6 +333,7 @@ int callsite_init(void) {
         int v = atoi(env);
         g_verify_every = v > 0 ? v : 1;
     }
+    g_python = lks_py_mode() == LKS_PY_ACTIVE;
     g_cache = map_zeroed(sizeof(struct cs_entry) * CACHE_SIZE);
     g_frame_bits = map_zeroed(sizeof(struct frame_bits) * FRAME_BITS_SIZE);
     g_stacks = map_zeroed(sizeof(struct stack_entry) * STACKS_SIZE);

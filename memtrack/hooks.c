@@ -17,6 +17,7 @@
  * counted and forwarded.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -301,6 +302,131 @@ LKS_EXPORT size_t malloc_usable_size(void *p) {
     return libc_next.malloc_usable_size(p);
 }
 
+/* CPython's object allocator (pymalloc) carves small objects out of its own
+ * arenas, which malloc never sees. When the process is a CPython (its
+ * PyMem_SetAllocator is exported), the MEM and OBJ domains are wrapped from
+ * our constructor, before the interpreter starts: every Python object is then
+ * recorded at the C function that created it, like a malloc. The wrappers
+ * ignore ctx (an allocator swapped under a racing reader cannot hand them a
+ * torn one) and run the original with lks_in_hook set, so pymalloc's own
+ * fall-back to malloc for large blocks is not counted twice. If the
+ * interpreter later installs another allocator (PYTHONMALLOC=debug, -X dev),
+ * the wrappers are gone and pymem_mode() says so. */
+typedef struct {
+    void *ctx;
+    void *(*malloc)(void *ctx, size_t size);
+    void *(*calloc)(void *ctx, size_t n, size_t size);
+    void *(*realloc)(void *ctx, void *p, size_t size);
+    void (*free)(void *ctx, void *p);
+} py_allocator;
+enum { PYMEM_DOMAIN_MEM = 1, PYMEM_DOMAIN_OBJ = 2 };
+
+static py_allocator g_py_orig[3];
+static void (*g_py_get)(int, py_allocator *);
+
+static inline void *py_alloc(int d, size_t n, size_t size, uintptr_t ra, uintptr_t fp) {
+    const py_allocator *o = &g_py_orig[d];
+    if (!tracking()) return n ? o->calloc(o->ctx, n, size) : o->malloc(o->ctx, size);
+    lks_in_hook++;
+    void *p = n ? o->calloc(o->ctx, n, size) : o->malloc(o->ctx, size);
+    if (p) track_alloc(p, n ? n * size : size, ra, fp);
+    else aggregate_count(EV_FAILED_ALLOC);
+    lks_in_hook--;
+    return p;
+}
+
+static inline void py_free(int d, void *p, uintptr_t ra) {
+    const py_allocator *o = &g_py_orig[d];
+    if (!p) return;
+    if (!tracking()) {
+        o->free(o->ctx, p);
+        return;
+    }
+    lks_in_hook++;
+    if (track_free(counters_mine(), p, ra, 1)) o->free(o->ctx, p);
+    lks_in_hook--;
+}
+
+/* realloc as free + allocation; a failed realloc keeps the old record. */
+static inline void *py_realloc(int d, void *p, size_t size, uintptr_t ra, uintptr_t fp) {
+    const py_allocator *o = &g_py_orig[d];
+    if (!p) return py_alloc(d, 0, size, ra, fp);
+    if (!tracking()) return o->realloc(o->ctx, p, size);
+    lks_in_hook++;
+    struct alloc_rec old, replaced;
+    struct ctr_block *b = counters_mine();
+    struct stripe *s = stripe_of((uintptr_t)p);
+    stripe_lock(s);
+    int had = stripe_remove(s, (uintptr_t)p, &old);
+    if (had) counters_free(b, REC_SITE(&old), REC_SUBSYS(&old), (int64_t)REC_SIZE(&old));
+    stripe_unlock(s);
+    void *q = o->realloc(o->ctx, p, size);
+    if (!q) {
+        if (had) {
+            stripe_lock(s);
+            if (stripe_insert(s, &old, &replaced) >= 0)
+                counters_unfree(b, REC_SITE(&old), REC_SUBSYS(&old), (int64_t)REC_SIZE(&old));
+            stripe_unlock(s);
+        }
+        aggregate_count(EV_FAILED_ALLOC);
+    } else {
+        if (had) publish_if_final(REC_SITE(&old), REC_SUBSYS(&old));
+        track_alloc(q, size, ra, fp);
+    }
+    lks_in_hook--;
+    return q;
+}
+
+#define PY_DOMAIN_WRAPPERS(D, name)                                                        \
+    static void *name##_malloc(void *ctx, size_t size) {                                  \
+        (void)ctx;                                                                        \
+        return py_alloc(D, 0, size, CALLER_RA, CALLER_FP);                                \
+    }                                                                                     \
+    static void *name##_calloc(void *ctx, size_t n, size_t size) {                        \
+        (void)ctx;                                                                        \
+        size_t total;                                                                     \
+        if (__builtin_mul_overflow(n, size, &total)) return NULL;                         \
+        return py_alloc(D, n ? n : 1, n ? size : 0, CALLER_RA, CALLER_FP);                \
+    }                                                                                     \
+    static void *name##_realloc(void *ctx, void *p, size_t size) {                        \
+        (void)ctx;                                                                        \
+        return py_realloc(D, p, size, CALLER_RA, CALLER_FP);                              \
+    }                                                                                     \
+    static void name##_free(void *ctx, void *p) {                                         \
+        (void)ctx;                                                                        \
+        py_free(D, p, CALLER_RA);                                                         \
+    }
+PY_DOMAIN_WRAPPERS(PYMEM_DOMAIN_MEM, pymem)
+PY_DOMAIN_WRAPPERS(PYMEM_DOMAIN_OBJ, pyobj)
+
+static void pymem_install(void) {
+    const char *want = getenv("LEAKSCOPE_PYMALLOC");
+    if (want && strcmp(want, "off") == 0) return;
+    void (*set)(int, py_allocator *) = (void (*)(int, py_allocator *))dlsym(RTLD_DEFAULT,
+                                                                           "PyMem_SetAllocator");
+    g_py_get = (void (*)(int, py_allocator *))dlsym(RTLD_DEFAULT, "PyMem_GetAllocator");
+    if (!set || !g_py_get) return;
+    py_allocator mem = {NULL, pymem_malloc, pymem_calloc, pymem_realloc, pymem_free};
+    py_allocator obj = {NULL, pyobj_malloc, pyobj_calloc, pyobj_realloc, pyobj_free};
+    g_py_get(PYMEM_DOMAIN_MEM, &g_py_orig[PYMEM_DOMAIN_MEM]);
+    g_py_get(PYMEM_DOMAIN_OBJ, &g_py_orig[PYMEM_DOMAIN_OBJ]);
+    if (!g_py_orig[PYMEM_DOMAIN_MEM].malloc || !g_py_orig[PYMEM_DOMAIN_OBJ].malloc) return;
+    set(PYMEM_DOMAIN_MEM, &mem);
+    set(PYMEM_DOMAIN_OBJ, &obj);
+}
+
+/* LKS_PYMEM_*: how Python objects reach this shim right now. */
+static int pymem_mode(void) {
+    if (!g_py_get) return LKS_PYMEM_NONE;
+    py_allocator now;
+    g_py_get(PYMEM_DOMAIN_OBJ, &now);
+    if (now.malloc == pyobj_malloc) return LKS_PYMEM_WRAPPED;
+    const char *env = getenv("PYTHONMALLOC");
+    if (env && (strcmp(env, "malloc") == 0 || strcmp(env, "malloc_debug") == 0))
+        return LKS_PYMEM_MALLOC;
+    return LKS_PYMEM_UNSEEN;
+}
+
 /* Fork: the child inherits the table as it was, with every stripe held by
  * the forking thread; it gets its own segment from the core runtime (whose
  * child handler runs before ours) and an aggregator thread of its own. */
@@ -342,6 +468,8 @@ __attribute__((constructor)) static void memtrack_start(void) {
     if (callsite_init() == 0 && counters_init(h->sites_cap, flush_pending) == 0 && aggregate_init(h) == 0) {
         pthread_atfork(fork_prepare, fork_parent, fork_child);
         lks_trace_feature(LKS_FEATURE_HEAP);
+        pymem_install();
+        atomic_store(&h->py_alloc, (uint32_t)pymem_mode());
         atomic_store(&g_on, 1);
         aggregator_start();
     }
@@ -357,6 +485,7 @@ static void final_aggregation(void) {
     if (!atomic_load(&g_on) || !h || h->pid != getpid()) return;
     flush_pending(counters_mine());
     lks_in_hook++;
+    atomic_store(&h->py_alloc, (uint32_t)pymem_mode());
     aggregate_now(h, 1);
     lks_in_hook--;
 }

@@ -10,7 +10,7 @@ PKGS=(
   libcurl4-openssl-dev libhiredis-dev libmicrohttpd-dev libsqlite3-dev libxml2-dev libgumbo-dev
   libbpf-dev bpftool clang llvm
   redis-server nginx-light prometheus
-  python3 python3-yaml curl jq procps iproute2 sqlite3 strace valgrind heaptrack hyperfine
+  python3 python3-yaml python3-redis curl jq procps iproute2 sqlite3 strace valgrind heaptrack hyperfine
   nodejs util-linux bpftrace bpfcc-tools chromium tmux
 )
 

@@ -172,3 +172,63 @@ Test(rules, fifo_or_device_is_never_opened) {
     unlink(fifo);
     rmdir(dir);
 }
+
+/* Stack bits of a stack of Python frames (file, qualified name), as the
+ * runtime ORs them frame by frame. */
+static uint64_t pystack(int n, const char *const *files, const char *const *funcs) {
+    uint64_t bits = 0;
+    for (int i = 0; i < n; i++) bits |= lks_rules_pyframe_bits(&r, files[i], funcs[i]);
+    return bits;
+}
+
+Test(rules, python_defaults_name_the_common_libraries) {
+    lks_rules_defaults(&r);
+    const char *redis_files[] = {"/usr/lib/python3/dist-packages/redis/connection.py", "/srv/app/main.py"};
+    const char *redis_funcs[] = {"Connection.connect", "<module>"};
+    cr_expect_str_eq(classify(LKS_KIND_SOCKET, 7000, NULL, pystack(2, redis_files, redis_funcs)), "redis");
+    cr_expect_str_eq(classify(LKS_KIND_UNKNOWN, 0, NULL, pystack(2, redis_files, redis_funcs)), "redis");
+    const char *lib[][2] = {
+        {"/venv/lib/python3.11/site-packages/aiohttp/connector.py", "http"},
+        {"/venv/lib/python3.11/site-packages/urllib3/connection.py", "http"},
+        {"/venv/lib/python3.11/site-packages/requests/sessions.py", "http"},
+        {"/venv/lib/python3.11/site-packages/httpx/_client.py", "http"},
+        {"/usr/lib/python3.11/http/client.py", "http"},
+        {"/usr/lib/python3.11/sqlite3/__init__.py", "sqlite"},
+        {"/venv/lib/python3.11/site-packages/psycopg/connection.py", "postgres"},
+        {"/venv/lib/python3.11/site-packages/psycopg2/extras.py", "postgres"},
+        {"/venv/lib/python3.11/site-packages/prometheus_client/mmap_dict.py", "metrics"},
+    };
+    for (size_t i = 0; i < sizeof lib / sizeof lib[0]; i++) {
+        const char *files[] = {lib[i][0]}, *funcs[] = {"f"};
+        cr_expect_str_eq(classify(LKS_KIND_SOCKET, 0, NULL, pystack(1, files, funcs)), lib[i][1],
+                         "%s", lib[i][0]);
+    }
+    /* prometheus_client's multiprocess files, even without Python frames */
+    cr_expect_str_eq(classify(LKS_KIND_FILE, 0, "/tmp/prometheus_multiproc/counter_4242.db", 0), "metrics");
+    cr_expect_str_eq(classify(LKS_KIND_FILE, 0, "/run/metrics/gauge_livesum_17.db", 0), "metrics");
+    /* the program's own code matches no default */
+    const char *own[] = {"/srv/app/main.py"}, *own_f[] = {"crawl"};
+    cr_expect_eq(pystack(1, own, own_f), 0);
+}
+
+Test(rules, pyfile_and_pyfunc_user_rules) {
+    char err[256] = "";
+    cr_assert_eq(lks_rules_parse(&r,
+                                 "frontier pyfunc *Frontier*\n"
+                                 "pages    pyfile */crawler/fetch*.py\n",
+                                 "user.rules", err, sizeof err), 0, "%s", err);
+    const char *files[] = {"/usr/lib/python3/dist-packages/redis/client.py", "/srv/crawler/frontier.py"};
+    const char *funcs[] = {"Redis.execute_command", "RedisFrontier.push"};
+    /* user rules first: the frontier's redis traffic is the frontier's */
+    cr_expect_str_eq(classify(LKS_KIND_SOCKET, 6379, NULL, pystack(2, files, funcs)), "frontier",
+                     "the port rule is a default; user rules come before it");
+    cr_expect_str_eq(classify(LKS_KIND_UNKNOWN, 0, NULL, pystack(2, files, funcs)), "frontier");
+    const char *pf[] = {"/srv/crawler/fetcher.py"}, *pfn[] = {"read_page"};
+    cr_expect_str_eq(classify(LKS_KIND_UNKNOWN, 0, NULL, pystack(1, pf, pfn)), "pages");
+    const char *no[] = {"/srv/crawler/parse.py"}, *nofn[] = {"Parser.feed"};
+    cr_expect_eq(pystack(1, no, nofn), 0);
+    /* native stack rules are not Python ones */
+    cr_expect_eq(stack("/srv/crawler/fetcher.py", "RedisFrontier.push"), 0);
+    cr_expect_eq(lks_rules_parse(&r, "x pyfoo *\n", "bad.rules", err, sizeof err), -1);
+    cr_expect(strstr(err, "pyfile, pyfunc") != NULL, "%s", err);
+}
