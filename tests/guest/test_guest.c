@@ -192,5 +192,20 @@ Test(guest, late_leak_after_stack_churn_keeps_its_site) {
     cr_expect_gt(atomic_load(&h->sites_used), h->sites_cap / 2, "the churn filled the table");
     cr_expect(site_with(h, "late_leak", 5, -1), "the late fd leak has a site naming late_leak");
     cr_expect(site_with(h, "late_leak", -1, 5 * 777), "so has the late heap leak");
+    cr_expect_gt(atomic_load(&h->sites_coarse), 0, "stacks past the table got coarse sites");
     lks_segment_free(h);
+    /* Every view says what the table could not keep. */
+    const char *views[][2] = {{"", "site(s) kept on a shortened stack"},
+                              {"--json", "\"call_sites\":{\"used\":"}};
+    for (int v = 0; v < 2; v++) {
+        char cmd[600], out[65536];
+        snprintf(cmd, sizeof cmd, "%s show %s --dir %s %d 2>&1", LEAKSCOPE_PATH, views[v][0],
+                 g_dir, (int)r.pid);
+        FILE *p = popen(cmd, "r");
+        cr_assert(p);
+        size_t n = fread(out, 1, sizeof out - 1, p);
+        out[n] = 0;
+        pclose(p);
+        cr_expect(strstr(out, views[v][1]), "%s: no '%s' in: %.400s", cmd, views[v][1], out);
+    }
 }
