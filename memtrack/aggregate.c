@@ -205,7 +205,12 @@ static void aggregate_locked(struct lks_header *h, int final) {
         g_scratch[i] = (struct site_scratch){UINT32_MAX, 0, 0};
     walk_live(visit_rec, w);
     counters_publish(h);
-    for (uint32_t i = 0; i < cap; i++) {
+    uint32_t nlist;
+    const uint32_t *list = lks_site_list(&nlist); /* only used sites: keep the segment sparse */
+    for (uint32_t k = 0; list && k < nlist; k++) {
+        uint32_t id = __atomic_load_n(&list[k], __ATOMIC_ACQUIRE);
+        if (!id || id > cap) continue;
+        uint32_t i = id - 1;
         atomic_store(&sites[i].heap_mark_live_bytes, g_scratch[i].mark_bytes);
         atomic_store(&sites[i].heap_mark_live_allocs, (int64_t)g_scratch[i].mark_allocs);
     }

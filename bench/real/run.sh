@@ -11,7 +11,7 @@ REPS=${2:-3}
 LIB=$BUILD/lib
 BOTH="$LIB/libfdtrack.so:$LIB/libmemtrack.so"
 W=$(mktemp -d /tmp/lks-bench-real.XXXXXX)
-SEGS=$(mktemp -d /tmp/lks-bench-segs.XXXXXX)
+SEGS=$(mktemp -d /dev/shm/lks-bench-segs.XXXXXX) # where segments live by default
 trap 'kill $HTTP_PID 2>/dev/null || true; rm -rf "$W" "$SEGS"' EXIT
 
 # --- inputs, made once, untimed
@@ -85,32 +85,34 @@ declare -A CMD=(
 )
 ORDER="cc1 make git curl node sqlite3 startup"
 
-run_one() { # mode workload -> seconds
+run_one() { # mode workload -> "wall cpu" seconds (cpu = user + sys of the tree)
   local env=()
   [ "$1" = both ] && env=(LD_PRELOAD="$BOTH" LEAKSCOPE_DIR="$SEGS")
-  local t0 t1
-  t0=$(date +%s.%N)
-  env "${env[@]}" bash -c "${CMD[$2]}" >/dev/null 2>&1 || echo "  ($2 under $1 exited non-zero)" >&2
-  t1=$(date +%s.%N)
+  /usr/bin/time -f '%e %U %S' -o "$W/time" env "${env[@]}" bash -c "${CMD[$2]}" >/dev/null 2>&1 ||
+    echo "  ($2 under $1 exited non-zero)" >&2
   rm -f "$SEGS"/*.seg
-  echo "$t1 - $t0" | bc
+  awk '{printf "%s %.3f\n", $1, $2 + $3}' "$W/time"
 }
 
-declare -A T
+declare -A T C
 for r in $(seq "$REPS"); do
   for wl in $ORDER; do
     for mode in plain both; do
-      T[$wl,$mode]+="$(run_one $mode "$wl") "
+      read -r wall cpu < <(run_one $mode "$wl")
+      T[$wl,$mode]+="$wall "
+      C[$wl,$mode]+="$cpu "
     done
   done
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-printf '| workload | plain s | both shims s | ratio |\n|---|---|---|---|\n'
+printf '| workload | plain wall s | both wall s | wall ratio | plain cpu s | both cpu s | cpu ratio |\n'
+printf '|---|---|---|---|---|---|---|\n'
 for wl in $ORDER; do
-  p=$(echo "${T[$wl,plain]}" | median)
-  b=$(echo "${T[$wl,both]}" | median)
-  printf '| %s | %.3f | %.3f | %.2fx |\n' "$wl" "$p" "$b" "$(echo "$b / $p" | bc -l)"
+  p=$(echo "${T[$wl,plain]}" | median); b=$(echo "${T[$wl,both]}" | median)
+  pc=$(echo "${C[$wl,plain]}" | median); bc_=$(echo "${C[$wl,both]}" | median)
+  printf '| %s | %.3f | %.3f | %.2fx | %.3f | %.3f | %.2fx |\n' "$wl" "$p" "$b" \
+    "$(echo "$b / $p" | bc -l)" "$pc" "$bc_" "$(echo "$bc_ / ($pc + 0.001)" | bc -l)"
 done
-p=$(echo "${T[startup,plain]}" | median); b=$(echo "${T[startup,both]}" | median)
-printf '\nstart-up cost per process: %.2f ms\n' "$(echo "($b - $p) * 1000 / 200" | bc -l)"
+p=$(echo "${C[startup,plain]}" | median); b=$(echo "${C[startup,both]}" | median)
+printf '\nstart-up cpu cost per process: %.2f ms\n' "$(echo "($b - $p) * 1000 / 200" | bc -l)"
