@@ -268,6 +268,7 @@ static void copy_present(struct lks_header *h, struct lks_header *parent,
 static void fork_child(void) {
     struct lks_header *parent = atomic_load(&g_seg);
     if (!parent) return;
+    lks_modmap_after_fork();
     lks_in_hook++;
     char err[600];
     struct lks_header *h = new_segment(err, sizeof err);
