@@ -6,5 +6,7 @@
 int cmd_run(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_show(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_record(int argc, char **argv);
 
 #endif

@@ -81,6 +81,27 @@ double fd_site_oldest_age(struct lks_header *seg, const struct lks_site *site) {
     return oldest_open_age(seg, (uint32_t)(site - lks_site_table(seg)) + 1, 0);
 }
 
+/* Descriptors the process got from its parent through fork (LKS_FD_FORKED):
+ * they count against its limit but are not its own creations. */
+static long forked_count(struct lks_header *seg) {
+    struct lks_fd *fds = lks_fd_table(seg);
+    uint32_t top = (uint32_t)seg->fd_hiwater;
+    if (top > seg->fds_cap) top = seg->fds_cap;
+    long n = 0;
+    for (uint32_t fd = 0; fd < top; fd++)
+        if (fds[fd].in_use && !(fds[fd].seq & 1) && (fds[fd].flags & LKS_FD_FORKED)) n++;
+    return n;
+}
+
+/* How the writer's exit reconciliation went, for a process that ended. */
+static const char *reconcile_name(const struct lks_header *seg) {
+    switch (seg->fd_reconciled) {
+    case LKS_RECONCILE_PROC: return "proc";
+    case LKS_RECONCILE_PROBE: return "probe";
+    default: return "none";
+    }
+}
+
 /* Entries of /proc/PID/fd for a live process, or -1. */
 static long kernel_open_count(const struct lks_header *seg) {
     if (!lks_segment_process_alive(seg)) return -1;
@@ -110,10 +131,14 @@ void fd_report_json(FILE *out, struct lks_header *seg, struct lks_symbolizer *sy
         fputc('{', out);
 
     fprintf(out, "\"open_total\":%lld,\"rlimit_nofile\":%llu,\"unattributed\":%lld,"
-                 "\"stale\":%lld,\"untracked\":%lld,\"unknown_closes\":%llu,",
+                 "\"stale\":%lld,\"untracked\":%lld,\"unknown_closes\":%llu,"
+                 "\"closed_unseen\":%llu,\"inherited_by_fork\":%ld,\"reconciled\":\"%s\","
+                 "\"shim_own\":%d,",
             (long long)open_total, (unsigned long long)seg->rlimit_nofile_cur,
             (long long)seg->fd_unattributed, (long long)seg->fd_stale,
-            (long long)seg->fd_untracked, (unsigned long long)seg->fd_unknown_close);
+            (long long)seg->fd_untracked, (unsigned long long)seg->fd_unknown_close,
+            (unsigned long long)seg->fd_closed_unseen, forked_count(seg), reconcile_name(seg),
+            (int)seg->fd_own);
 
     fputs("\"by_subsystem\":{", out);
     int first = 1;
@@ -182,9 +207,18 @@ void fd_report_text(FILE *out, struct lks_header *seg, struct lks_symbolizer *sy
     struct lks_subsys *ss = lks_subsys_table(seg);
     int64_t open_total = 0;
     for (unsigned i = 0; i < seg->subsys_used; i++) open_total = lks_sat_add(open_total, ss[i].fd_open);
-    fprintf(out, "  descriptors: %lld open at exit (limit %llu)", (long long)open_total,
-            (unsigned long long)seg->rlimit_nofile_cur);
+    int alive = lks_segment_process_alive(seg);
+    fprintf(out, "  descriptors: %lld open %s (limit %llu)", (long long)open_total,
+            alive ? "now" : "at exit", (unsigned long long)seg->rlimit_nofile_cur);
     if (seg->fd_unattributed) fprintf(out, ", %lld unattributed", (long long)seg->fd_unattributed);
+    long forked = forked_count(seg);
+    if (forked) fprintf(out, ", %ld inherited from pid %d", forked, seg->forked_from);
+    if (seg->fd_closed_unseen)
+        fprintf(out, ", %llu closed where no hook saw it", (unsigned long long)seg->fd_closed_unseen);
+    if (!alive && seg->fd_reconciled == LKS_RECONCILE_NONE)
+        fputs(", not reconciled with the kernel (ended without exit())", out);
+    if (seg->fd_reconciled == LKS_RECONCILE_PROBE)
+        fputs(", reconciled by probing (no descriptor to spare)", out);
     fputc('\n', out);
     fprintf(out, "    %-14s %8s %10s %10s  %s\n", "subsystem", "open", "opened", "closed",
             "failed");

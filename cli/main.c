@@ -17,6 +17,7 @@ static const struct command commands[] = {
     {"show", cmd_show, "summarize traced processes by pid, live"},
     {"mark", cmd_mark, "set a heap reference point in a traced process"},
     {"diff", cmd_diff, "show what was allocated since the mark and is still live"},
+    {"serve", cmd_serve, "export traced processes as Prometheus metrics"},
 };
 
 static void usage(FILE *out) {

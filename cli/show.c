@@ -1,5 +1,6 @@
 /* show.c - `leakscope show PID...`: the summary of traced processes that
  * are running now (or whose segments were kept), from any terminal. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,12 @@ int cmd_show(int argc, char **argv) {
         }
     }
     if (segdir_resolve(dir_opt, dir, sizeof dir) != 0) return 2;
+    char dir_err[700];
+    if (lks_segment_dir_check(dir, dir_err, sizeof dir_err) != 0 && errno != ENOENT) {
+        /* Not ours, or open to others: nothing in it can be trusted. */
+        fprintf(stderr, "leakscope show: %s\n", dir_err);
+        return 1;
+    }
     l.seg = calloc((size_t)argc, sizeof *l.seg);
     l.path = calloc((size_t)argc, sizeof *l.path);
     if (!l.seg || !l.path) return 2;

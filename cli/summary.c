@@ -39,13 +39,15 @@ void summary_json(FILE *out, struct seg_list *l, int want_fd, int want_heap, int
     for (size_t i = 0; i < l->n; i++) {
         struct lks_header *h = l->seg[i];
         struct lks_symbolizer *sym = lks_symbolizer_new(h);
-        fprintf(out, "%s\n{\"pid\":%d,\"ppid\":%d,\"comm\":", i ? "," : "", h->pid, h->ppid);
+        fprintf(out, "%s\n{\"pid\":%d,\"ppid\":%d,\"forked_from\":%d,\"comm\":", i ? "," : "",
+                h->pid, h->ppid, h->forked_from);
         json_string(out, h->comm);
         fputs(",\"exe\":", out);
         json_string(out, h->exe);
         fputs(",\"role\":", out);
         json_string(out, h->role);
-        fprintf(out, ",\"exited\":%s", h->exited ? "true" : "false");
+        fprintf(out, ",\"exited\":%s,\"running\":%s", h->exited ? "true" : "false",
+                lks_segment_process_alive(h) ? "true" : "false");
         sites_json(out, h);
         if (want_fd && (h->features & LKS_FEATURE_FD)) {
             fputs(",\"fd\":", out);
@@ -71,7 +73,9 @@ void summary_text(FILE *out, struct seg_list *l, int want_fd, int want_heap) {
     for (size_t i = 0; i < l->n; i++) {
         struct lks_header *h = l->seg[i];
         struct lks_symbolizer *sym = lks_symbolizer_new(h);
-        fprintf(out, "pid %d (%s)%s%s%s\n", h->pid, h->comm, h->role[0] ? " role " : "", h->role,
+        fprintf(out, "pid %d (%s) ppid %d", h->pid, h->comm, h->ppid);
+        if (h->forked_from) fprintf(out, ", forked from %d without exec", h->forked_from);
+        fprintf(out, "%s%s%s\n", h->role[0] ? " role " : "", h->role,
                 lks_segment_process_alive(h) ? " [still running]" : "");
         char lost[300];
         if (summary_sites_lost(h, lost, sizeof lost)) fprintf(out, "  %s\n", lost);

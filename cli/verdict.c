@@ -2,6 +2,7 @@
  * processes, still hold a pile of descriptors. */
 #include "verdict.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "fd_report.h"
@@ -18,7 +19,33 @@ static int by_open(const void *a, const void *b) {
     return (x->site->fd_open < y->site->fd_open) - (x->site->fd_open > y->site->fd_open);
 }
 
-/* Every suspect of every process, most descriptors first. Caller frees. */
+/* Per site (index), how many of its open descriptors are one end of a
+ * pipe()/socketpair(). Caller frees; NULL if out of memory. */
+static uint32_t *pair_ends_by_site(struct lks_header *h) {
+    uint32_t *pairs = calloc(h->sites_cap, sizeof *pairs);
+    if (!pairs) return NULL;
+    struct lks_fd *fds = lks_fd_table(h);
+    uint32_t top = (uint32_t)h->fd_hiwater;
+    if (top > h->fds_cap) top = h->fds_cap;
+    for (uint32_t fd = 0; fd < top; fd++) {
+        const struct lks_fd *e = &fds[fd];
+        if (!e->in_use || (e->seq & 1) || !(e->flags & LKS_FD_PAIR)) continue;
+        if (e->flags & LKS_FD_FORKED) continue; /* not counted in the site */
+        if (e->site >= 1 && e->site <= h->sites_cap) pairs[e->site - 1]++;
+    }
+    return pairs;
+}
+
+/* Calls of a site whose descriptors are still open: a pipe() or
+ * socketpair() call holds two, so its ends count one half each. */
+static int64_t open_calls(const struct lks_site *s, uint32_t pair_ends) {
+    int64_t singles = lks_sat_sub(s->fd_open, (int64_t)pair_ends);
+    if (singles < 0) singles = 0;
+    return lks_sat_add(singles, ((int64_t)pair_ends + 1) / 2);
+}
+
+/* Every suspect of every process, most descriptors first. Caller frees.
+ * Descriptors inherited through fork are the parent's and never count. */
 static struct suspect *collect(struct seg_list *l, size_t *n) {
     size_t cap = 16;
     struct suspect *v = malloc(cap * sizeof *v);
@@ -27,8 +54,10 @@ static struct suspect *collect(struct seg_list *l, size_t *n) {
         struct lks_header *h = l->seg[i];
         if (!(h->features & LKS_FEATURE_FD)) continue;
         struct lks_site *sites = lks_site_table(h);
-        for (uint32_t s = 0; s < h->sites_cap; s++) {
+        uint32_t *pairs = pair_ends_by_site(h);
+        for (uint32_t s = 0; pairs && s < h->sites_cap; s++) {
             if (!sites[s].key || !sites[s].ready || sites[s].fd_open < LKS_LEAK_MIN_OPEN) continue;
+            if (open_calls(&sites[s], pairs[s]) < LKS_LEAK_MIN_OPEN) continue;
             if (*n == cap) {
                 struct suspect *bigger = realloc(v, 2 * cap * sizeof *v);
                 if (!bigger) break;
@@ -37,6 +66,7 @@ static struct suspect *collect(struct seg_list *l, size_t *n) {
             }
             v[(*n)++] = (struct suspect){h, &sites[s]};
         }
+        free(pairs);
     }
     if (v) qsort(v, *n, sizeof *v, by_open);
     return v;

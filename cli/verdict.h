@@ -6,10 +6,11 @@
 
 #include "segdir.h"
 
-/* A call site is a suspected leak when it still holds LKS_LEAK_MIN_OPEN or
- * more descriptors when its process exited (or now, for a live one): one
- * long-lived descriptor per site (a log, a listener) is normal, a pile is
- * not. Heap growth needs a reference point instead: see mark/diff. */
+/* A call site is a suspected leak when LKS_LEAK_MIN_OPEN or more of its
+ * calls still hold descriptors when its process exited (or now, for a live
+ * one): one long-lived descriptor per site (a log, a listener, one pipe or
+ * socketpair, which is two descriptors from one call) is normal, a pile is
+ * not. Descriptors a forked child inherited are its parent's. Heap growth needs a reference point instead: see mark/diff. */
 #define LKS_LEAK_MIN_OPEN 2
 
 /* "leaks":[{pid, comm, resource, subsystem, open, opened, oldest_open_age_s,

@@ -11,8 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-/* The built-in defaults, in the user's syntax. */
+/* The built-in defaults, in the user's syntax. SQLite is whoever has
+ * SQLite on the creating stack, not a file name: prometheus_client's *.db
+ * files are plain mmapped files. */
 static const char default_rules[] =
     "stdio     kind    stdio\n"
     "redis     port    6379\n"
@@ -20,7 +24,8 @@ static const char default_rules[] =
     "http      port    80,8080\n"
     "frontier  path    */frontier*/*,*.frontier\n"
     "log       path    *.log,*.log.[0-9]*\n"
-    "sqlite    path    *.db,*.sqlite,*.sqlite3,*.db-journal,*.db-wal\n"
+    "sqlite    module  libsqlite3.so*\n"
+    "sqlite    func    sqlite3_*\n"
     "redis     module  libhiredis.so*\n"
     "http      module  libcurl.so*,libcurl-*.so*,libnghttp2.so*\n"
     "http      module  libssl.so*,libcrypto.so*,libgnutls.so*\n"
@@ -252,21 +257,31 @@ int lks_rules_parse(struct lks_rules *r, const char *text, const char *fname, ch
 }
 
 int lks_rules_load_file(struct lks_rules *r, const char *path, char *err, size_t errlen) {
-    FILE *f = fopen(path, "re");
-    if (!f) {
-        lks_set_err(err, errlen, "%s: %s", path, strerror(errno));
+    /* The path comes from the user or the environment and is opened inside
+     * every traced process: only a regular file, never a blocking open, and
+     * never the program's own input (/dev/stdin on a pipe or terminal). */
+    struct stat st;
+    int fd = lks_open_regular(path, 0, &st, err, errlen);
+    if (fd < 0) {
         lks_rules_defaults(r);
         return -1;
     }
     static char text[64 * 1024];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    int toolong = !feof(f);
-    fclose(f);
-    if (toolong) {
+    if (st.st_size > (off_t)sizeof text - 1) {
+        close(fd);
         lks_set_err(err, errlen, "%s: larger than %zu bytes", path, sizeof text - 1);
         lks_rules_defaults(r);
         return -1;
     }
+    size_t n = 0;
+    for (;;) {
+        ssize_t got = read(fd, text + n, sizeof text - 1 - n);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) break;
+        n += (size_t)got;
+        if (n == sizeof text - 1) break;
+    }
+    close(fd);
     text[n] = 0;
     if (memchr(text, 0, n)) {
         lks_set_err(err, errlen, "%s: binary data in a rules file", path);

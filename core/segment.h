@@ -36,6 +36,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #define LKS_MAGIC "LKSSEG\0\1"
@@ -52,6 +53,12 @@
 #define LKS_DEFAULT_STRINGS (128u << 10)
 #define LKS_DEFAULT_FDS 65536
 #define LKS_MIN_FDS 1024
+#define LKS_MAX_SITES_CAP (1u << 20)
+#define LKS_MAX_FDS_CAP (1u << 20)
+/* The heap area is memtrack's (heapseg.h): a fixed part plus one word per
+ * site. Anything beyond this bound is refused by readers and clamped by
+ * lks_segment_create, so a header cannot make a reader map gigabytes. */
+#define LKS_HEAP_AREA_MAX(sites_cap) (((uint64_t)1 << 20) + (uint64_t)(sites_cap) * 64)
 
 enum lks_producer { LKS_PRODUCER_PRELOAD = 1, LKS_PRODUCER_EBPF = 2 };
 
@@ -112,7 +119,7 @@ struct lks_header {
     uint64_t rlimit_nofile_max;
 
     _Atomic uint32_t exited; /* 1 once exit() ran our destructor */
-    uint32_t _pad1;
+    _Atomic uint32_t kept;   /* 1: `leakscope run --keep` asked to keep it (never swept) */
     _Atomic int64_t exit_realtime_ns;
 
     /* Reconciliation with /proc/<pid>/fd, done by the writer at exit. */
@@ -158,7 +165,17 @@ struct lks_header {
     _Atomic uint64_t strings_dropped; /* strings stored as "" (area full) */
     _Atomic uint64_t sites_coarse;    /* sites interned on a shortened stack */
     _Atomic uint64_t sites_recycled;  /* slots reused after their last holder left */
+
+    /* Descriptor truth at the edges (ARCHITECTURE.md, "Edges"). */
+    _Atomic uint64_t fd_closed_unseen; /* a number created again while we held it open */
+    int32_t forked_from;               /* parent pid if made by fork without exec, else 0 */
+    _Atomic uint32_t fd_reconciled;    /* LKS_RECONCILE_*: how the exit reconciliation went */
 };
+
+/* header.fd_reconciled */
+#define LKS_RECONCILE_NONE 0  /* not (yet) done: live, or ended without exit() */
+#define LKS_RECONCILE_PROC 1  /* against a listing of /proc/self/fd */
+#define LKS_RECONCILE_PROBE 2 /* no descriptor to spare: each number probed with fcntl */
 
 /* Per-subsystem counters. Invariant: fd_opened - fd_closed == fd_open. */
 struct lks_subsys {
@@ -262,6 +279,8 @@ struct lks_fd {
 
 #define LKS_FD_INHERITED 1u /* found at start-up, not created under the shim */
 #define LKS_FD_LISTENER 2u
+#define LKS_FD_PAIR 4u      /* one end of a pipe()/socketpair(): two per call */
+#define LKS_FD_FORKED 8u    /* inherited through fork from the parent, with its site */
 
 /* Where segments live: $LEAKSCOPE_DIR, else /dev/shm/leakscope-<uid>.
  * Writes the path into buf; returns 0, or -1 if it does not fit. */
@@ -320,6 +339,53 @@ static inline const char *lks_string(struct lks_header *h, uint32_t off) {
     if (off == 0 || off >= h->strings_size) return "";
     return lks_string_area(h) + off;
 }
+
+/* Reader: opens path read-only if, and only if, it is a regular file, and
+ * never blocks doing so (a FIFO or device named by a segment, a rules file or
+ * an environment variable must not hang a reader): stat first, then open
+ * O_NONBLOCK (O_NOFOLLOW if nofollow) and check it is still the same regular
+ * file. Fills st. Returns the descriptor, or -1 with errno set (EINVAL for
+ * "not a regular file") and a message in err. */
+int lks_open_regular(const char *path, int nofollow, struct stat *st, char *err, size_t errlen);
+
+/* Reader: the header and subsystem counters of a segment, without the rest
+ * (what `ls`, sweeps and exporters need: a few KiB whatever the file's size). */
+struct lks_segment_head {
+    struct lks_header h;
+    struct lks_subsys subsys[LKS_MAX_SUBSYS];
+    uint64_t file_size;
+    int64_t mtime_ns;
+};
+
+/* Reads and validates the head of the segment at path: regular file, owned by
+ * the reader (root included), header consistent with the file size and with
+ * the layout its capacities imply. Returns 0, or -1 with a message in err. */
+int lks_segment_load_head(const char *path, struct lks_segment_head *out, char *err,
+                          size_t errlen);
+
+/* Readers: checks that dir is a directory owned by the reader and not
+ * writable by anyone else, so nobody else can plant segments in it.
+ * Returns 0, or -1 with errno set and a message in err. */
+int lks_segment_dir_check(const char *dir, char *err, size_t errlen);
+
+/* Dead-segment policy (docs/SEGMENTS.md). A segment is removed when all of:
+ * it is ours and valid; its process is gone (exited, or its pid now names
+ * another process or none); it is not kept (header.kept); it does not belong
+ * to a `leakscope run` session whose run process is still alive; and it has
+ * been dead for at least grace_s seconds (since its exit time, or since the
+ * file was last modified if the process was killed). A file its writer never
+ * finished (empty or without magic) goes once the pid of its name is gone
+ * and it is older than the grace period. Returns the number of
+ * segments removed. Uses only syscalls and stack memory: the shims call it. */
+int lks_segment_dir_sweep(const char *dir, int64_t grace_s);
+
+/* The grace period: $LEAKSCOPE_SEGMENT_GRACE seconds, default 300. */
+int64_t lks_segment_grace_s(void);
+
+/* For the shims at start-up: sweeps at most once per min(grace, 60 s) per
+ * directory (a stamp file, dir/.sweep, records the last sweep), so the usual
+ * cost is one stat(). */
+void lks_segment_dir_sweep_maybe(const char *dir);
 
 /* Reader: a private, validated copy of a segment file. Caller owns it and
  * frees it with lks_segment_free(). Returns NULL with a message in err if the

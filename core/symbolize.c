@@ -6,9 +6,12 @@
 #include "symbolize.h"
 
 #include <elfutils/libdwfl.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 struct lks_symbolizer {
     struct lks_header *seg;
@@ -17,9 +20,12 @@ struct lks_symbolizer {
     char reported[LKS_MAX_MODULES]; /* 0 not tried, 1 ok, 2 failed */
 };
 
+/* Separate debug info only by build id (under /usr/lib/debug): the standard
+ * lookup would also open files named by the module's .gnu_debuglink next to
+ * a path the segment chose, which a reader must not trust. */
 static const Dwfl_Callbacks offline_callbacks = {
     .find_elf = dwfl_build_id_find_elf,
-    .find_debuginfo = dwfl_standard_find_debuginfo,
+    .find_debuginfo = dwfl_build_id_find_debuginfo,
     .section_address = dwfl_offline_section_address,
 };
 
@@ -44,9 +50,20 @@ static Dwfl_Module *module_get(struct lks_symbolizer *s, uint16_t module) {
         return NULL;
     if (s->reported[module]) return s->reported[module] == 1 ? s->mod[module] : NULL;
     struct lks_module *m = &lks_module_table(s->seg)[module];
+    /* The path is the segment's word: open it ourselves, only if it is a
+     * regular file, without blocking (a FIFO must not hang a reader). */
+    struct stat st;
+    char err[LKS_MODULE_PATH + 100];
+    int fd = lks_open_regular(m->path, 0, &st, err, sizeof err);
+    if (fd < 0) {
+        if (errno == EINVAL) fprintf(stderr, "leakscope: not symbolizing %s\n", err);
+        s->reported[module] = 2;
+        return NULL;
+    }
     dwfl_report_begin_add(s->dwfl);
-    s->mod[module] = dwfl_report_elf(s->dwfl, m->path, m->path, -1, m->bias, false);
+    s->mod[module] = dwfl_report_elf(s->dwfl, m->path, m->path, fd, m->bias, false);
     dwfl_report_end(s->dwfl, NULL, NULL);
+    if (!s->mod[module]) close(fd); /* consumed only on success */
     s->reported[module] = s->mod[module] ? 1 : 2;
     return s->mod[module];
 }

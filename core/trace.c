@@ -29,7 +29,17 @@ LKS_EXPORT __thread int lks_in_hook __attribute__((tls_model("initial-exec")));
 
 enum { ST_NONE, ST_BUSY, ST_READY, ST_OFF };
 static _Atomic int g_state;
-static _Atomic(struct lks_header *) g_seg;
+/* The segment pointer lives in a page the kernel zeroes in the child of any
+ * fork (MADV_WIPEONFORK): a child made by a raw fork/clone syscall runs no
+ * atfork handler, finds it NULL and gets a segment of its own instead of
+ * writing into its parent's. g_mapped, in ordinary memory, is the segment
+ * this image has mapped (the parent's, in such a child). */
+struct live {
+    _Atomic(struct lks_header *) seg;
+};
+static struct live g_live_static;
+static struct live *g_live = &g_live_static;
+static struct lks_header *g_mapped;
 static struct lks_rules g_rules;
 static char g_dir[400];
 static void (*g_fork_hooks[4])(void);
@@ -119,6 +129,7 @@ static void write_subsys_names(struct lks_header *h) {
 }
 
 static void fork_child(void);
+static void fork_child_segment(int raw);
 static void cap_release(void *arg);
 static pthread_key_t g_cap_key;
 static _Atomic int g_cap_key_ok;
@@ -183,27 +194,44 @@ static void init_locked(void) {
     }
     fill_identity(h);
     write_subsys_names(h);
+    lks_segment_dir_sweep_maybe(g_dir); /* dead segments of this user (docs/SEGMENTS.md) */
     lks_modmap_init(&g_rules);
     if (pthread_key_create(&g_cap_key, cap_release) == 0) atomic_store(&g_cap_key_ok, 1);
     pthread_atfork(NULL, NULL, fork_child);
-    atomic_store(&g_seg, h);
+    struct live *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (page != MAP_FAILED && madvise(page, 4096, MADV_WIPEONFORK) == 0) g_live = page;
+    else if (page != MAP_FAILED) munmap(page, 4096);
+    g_mapped = h;
+    atomic_store(&g_live->seg, h);
     atomic_store(&g_state, ST_READY);
+}
+
+/* A child of a fork that ran no atfork handler (raw fork/clone syscall), or
+ * one whose other atfork handlers call us before ours ran: give it its own
+ * segment now. NULL if this is not such a child. */
+static struct lks_header *forked_unseen(void) {
+    if (!g_mapped || g_mapped->pid == getpid()) return NULL;
+    fork_child_segment(1);
+    return atomic_load(&g_live->seg);
 }
 
 LKS_EXPORT struct lks_header *lks_trace_init(void) {
     int st = atomic_load_explicit(&g_state, memory_order_acquire);
-    if (st == ST_READY) return atomic_load_explicit(&g_seg, memory_order_relaxed);
+    if (st == ST_READY) {
+        struct lks_header *h = atomic_load_explicit(&g_live->seg, memory_order_relaxed);
+        return h ? h : forked_unseen();
+    }
     if (st != ST_NONE) return NULL;
     int expected = ST_NONE;
     if (!atomic_compare_exchange_strong(&g_state, &expected, ST_BUSY)) return NULL;
     lks_in_hook++;
     init_locked();
     lks_in_hook--;
-    return atomic_load(&g_seg);
+    return atomic_load(&g_live->seg);
 }
 
 LKS_EXPORT struct lks_header *lks_trace_seg(void) {
-    return atomic_load_explicit(&g_seg, memory_order_acquire);
+    return atomic_load_explicit(&g_live->seg, memory_order_acquire);
 }
 
 LKS_EXPORT const struct lks_rules *lks_trace_rules(void) { return &g_rules; }
@@ -264,10 +292,16 @@ static void copy_present(struct lks_header *h, struct lks_header *parent,
 
 /* After fork, the child gets a segment of its own that starts from the
  * parent's state: its live descriptors, live allocations and call sites.
- * Totals restart so that opened - closed == open still holds. */
-static void fork_child(void) {
-    struct lks_header *parent = atomic_load(&g_seg);
-    if (!parent) return;
+ * Totals restart so that opened - closed == open still holds. The parent's
+ * descriptors are marked inherited (LKS_FD_FORKED, keeping the parent's
+ * site) and count in the subsystems but in no site: the child did not
+ * create them, so they are never its leak. Runs from the atfork handler, or
+ * (raw) from the first hook of a child made by a raw fork/clone syscall,
+ * where memtrack's handler did not run either and may still point into the
+ * parent's mapping: that one stays mapped. */
+static void fork_child_segment(int raw) {
+    struct lks_header *parent = g_mapped;
+    if (!parent || atomic_load(&g_live->seg)) return; /* none, or done already */
     lks_modmap_after_fork();
     lks_in_hook++;
     char err[600];
@@ -276,14 +310,18 @@ static void fork_child(void) {
         char msg[700];
         snprintf(msg, sizeof msg, "forked child %d untraced: %s", (int)getpid(), err);
         say(msg);
-        atomic_store(&g_seg, NULL);
+        g_mapped = NULL;
+        if (!raw) munmap(parent, parent->total_size);
         atomic_store(&g_state, ST_OFF);
         lks_in_hook--;
         return;
     }
     fill_identity(h);
+    h->forked_from = parent->pid;
+    snprintf(h->role, sizeof h->role, "%s", parent->role);
     h->features = parent->features;
     h->fd_untracked = 0;
+    h->fd_own = parent->fd_own; /* the shim's descriptors came along */
     h->fd_hiwater = parent->fd_hiwater;
     h->modules_used = parent->modules_used;
     h->sites_used = parent->sites_used;
@@ -314,7 +352,21 @@ static void fork_child(void) {
     uint64_t heap = parent->heap_size < h->heap_size ? parent->heap_size : h->heap_size;
     if (parent->heap_off == h->heap_off) copy_present(h, parent, &pr, parent->heap_off, heap);
 
+    /* The parent's other threads may have been changing the table while it
+     * was copied: the child's open counts are what its copy holds. Entries
+     * caught mid-write are dropped. */
     struct lks_subsys *ss = lks_subsys_table(h);
+    for (int i = 0; i < LKS_MAX_SUBSYS; i++) ss[i].fd_open = 0;
+    struct lks_fd *fds = lks_fd_table(h);
+    for (uint32_t fd = 0; fd < nfd; fd++) {
+        if (fds[fd].seq & 1) {
+            fds[fd].seq = 0;
+            fds[fd].in_use = 0;
+        }
+        if (!fds[fd].in_use) continue;
+        fds[fd].flags |= LKS_FD_INHERITED | LKS_FD_FORKED;
+        if (fds[fd].subsys < LKS_MAX_SUBSYS) ss[fds[fd].subsys].fd_open++;
+    }
     for (int i = 0; i < LKS_MAX_SUBSYS; i++) {
         ss[i].fd_opened = (uint64_t)ss[i].fd_open;
         ss[i].fd_closed = 0;
@@ -334,23 +386,28 @@ static void fork_child(void) {
         if (end > sites_cap) end = sites_cap;
         for (uint64_t i = first; i < end; i++) {
             if (!atomic_load_explicit(&sites[i].key, memory_order_relaxed)) continue;
-            sites[i].fd_opened = (uint64_t)sites[i].fd_open;
+            /* Inherited descriptors count in no site: never the child's leak. */
+            sites[i].fd_open = 0;
+            sites[i].fd_opened = 0;
             sites[i].fd_failed = 0;
             sites[i].heap_alloc_bytes = (uint64_t)sites[i].heap_live_bytes;
             sites[i].heap_allocs = (uint64_t)sites[i].heap_live_allocs;
         }
     }
-    atomic_store(&g_seg, h);
-    munmap(parent, parent->total_size);
+    g_mapped = h;
+    atomic_store(&g_live->seg, h);
+    if (!raw) munmap(parent, parent->total_size);
     int n = atomic_load(&g_nfork_hooks);
     for (int i = 0; i < n && i < 4; i++)
         if (g_fork_hooks[i]) g_fork_hooks[i]();
     lks_in_hook--;
 }
 
+static void fork_child(void) { fork_child_segment(0); }
+
 __attribute__((destructor)) static void trace_exit(void) {
     struct lks_header *h = lks_trace_seg();
-    if (!h) return;
+    if (!h || h->pid != getpid()) return; /* a vfork child must not end its parent */
     /* The program may have named itself since (prctl PR_SET_NAME). */
     char comm[sizeof h->comm];
     lks_in_hook++;

@@ -26,6 +26,11 @@
  * initial-exec TLS: no allocation, no lock, safe inside malloc. */
 extern __thread int lks_in_hook __attribute__((tls_model("initial-exec")));
 
+/* Added to lks_in_hook in the child of vfork() (libfdtrack's vfork): the
+ * child shares the parent's memory and segment, so every hook forwards
+ * untouched until it execs or exits; the parent restores the guard. */
+#define LKS_IN_VFORK_CHILD (1 << 16)
+
 /* Initializes once (segment, rules, fork handler); safe to call from any
  * hook and from constructors. Returns the segment, or NULL when tracing is
  * off (failed, disabled, or in progress on this thread). */

@@ -29,6 +29,9 @@ static inline struct lks_subsys *subsys_of(struct lks_header *h, int id) {
     return &lks_subsys_table(h)[id];
 }
 
+static struct lks_fd entry_take(struct lks_header *h, int fd);
+static void count_closed(struct lks_header *h, const struct lks_fd *e);
+
 static inline void hiwater(struct lks_header *h, int fd) {
     int cur = atomic_load_explicit(&h->fd_hiwater, memory_order_relaxed);
     while (fd + 1 > cur &&
@@ -54,7 +57,11 @@ static void entry_write(struct lks_fd *e, int kind, int subsys, uint32_t site, u
     atomic_store_explicit(&e->seq, (seq | 1) + 1, memory_order_release);
 }
 
-/* Stores an entry and counts it open in its subsystem and site. */
+/* Stores an entry and counts it open in its subsystem and site. A number we
+ * still hold is being created again: its predecessor was closed where no hook
+ * saw it (raw syscall, libuv), so it is closed out here and counted. Entries
+ * inherited through fork count in the subsystem only, never in a site: the
+ * site's creations were the parent's. */
 static void entry_put(struct lks_header *h, int fd, int kind, int subsys, uint32_t site,
                       unsigned port, uint16_t flags, int64_t created, uint64_t inode) {
     if (fd < 0) return;
@@ -63,13 +70,21 @@ static void entry_put(struct lks_header *h, int fd, int kind, int subsys, uint32
         return;
     }
     fdt_own_remove(fd); /* the program closed our descriptor and got its number */
-    entry_write(&lks_fd_table(h)[fd], kind, subsys, site, port, flags, created, inode);
+    struct lks_fd *e = &lks_fd_table(h)[fd];
+    if (e->in_use) {
+        struct lks_fd prev = entry_take(h, fd);
+        if (prev.in_use) {
+            count_closed(h, &prev);
+            atomic_fetch_add_explicit(&h->fd_closed_unseen, 1, memory_order_relaxed);
+        }
+    }
+    entry_write(e, kind, subsys, site, port, flags, created, inode);
     hiwater(h, fd);
 
     struct lks_subsys *ss = subsys_of(h, subsys);
     atomic_fetch_add_explicit(&ss->fd_open, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&ss->fd_opened, 1, memory_order_relaxed);
-    struct lks_site *s = lks_site_get(site);
+    struct lks_site *s = flags & LKS_FD_FORKED ? NULL : lks_site_get(site);
     if (s) {
         atomic_fetch_add_explicit(&s->fd_open, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->fd_opened, 1, memory_order_relaxed);
@@ -118,7 +133,7 @@ static void count_closed(struct lks_header *h, const struct lks_fd *e) {
     struct lks_subsys *ss = subsys_of(h, e->subsys);
     atomic_fetch_sub_explicit(&ss->fd_open, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&ss->fd_closed, 1, memory_order_relaxed);
-    struct lks_site *s = lks_site_get(e->site);
+    struct lks_site *s = e->flags & LKS_FD_FORKED ? NULL : lks_site_get(e->site);
     if (s) atomic_fetch_sub_explicit(&s->fd_open, 1, memory_order_relaxed);
 }
 
@@ -202,8 +217,8 @@ __attribute__((noinline)) void fdt_created_pair(struct lks_header *h, const int 
         return;
     }
     int64_t now = lks_now_ns();
-    entry_put(h, fds[0], kind, subsys, site, 0, 0, now, socket_inode(fds[0], kind));
-    entry_put(h, fds[1], kind, subsys, site, 0, 0, now, socket_inode(fds[1], kind));
+    entry_put(h, fds[0], kind, subsys, site, 0, LKS_FD_PAIR, now, socket_inode(fds[0], kind));
+    entry_put(h, fds[1], kind, subsys, site, 0, LKS_FD_PAIR, now, socket_inode(fds[1], kind));
 }
 
 static struct lks_fd entry_peek(struct lks_header *h, int fd) {
@@ -294,7 +309,7 @@ void fdt_set_port(struct lks_header *h, int fd, unsigned port, int listener) {
         struct lks_subsys *from = subsys_of(h, old.subsys);
         atomic_fetch_sub_explicit(&from->fd_open, 1, memory_order_relaxed);
         atomic_fetch_sub_explicit(&from->fd_opened, 1, memory_order_relaxed);
-        if (site) {
+        if (site && !(old.flags & LKS_FD_FORKED)) {
             atomic_fetch_sub_explicit(&site->fd_open, 1, memory_order_relaxed);
             atomic_fetch_sub_explicit(&site->fd_opened, 1, memory_order_relaxed);
         }

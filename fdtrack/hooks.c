@@ -58,14 +58,19 @@ static inline struct lks_header *enter(void) {
 
 static inline void leave(void) { lks_in_hook--; }
 
+/* Inside a hook of ours (not in a vfork child, which records nothing). */
+static inline int in_our_hook(void) {
+    return lks_in_hook && lks_in_hook < LKS_IN_VFORK_CHILD;
+}
+
 /* Forwarded creations made while a hook of ours runs are the shim's own. */
 static inline int own_fd(int fd) {
-    if (lks_in_hook && fd >= 0 && lks_trace_seg()) fdt_own_add(fd);
+    if (in_our_hook() && fd >= 0 && lks_trace_seg()) fdt_own_add(fd);
     return fd;
 }
 
 static inline int own_pair(int ret, const int fds[2]) {
-    if (ret == 0 && lks_in_hook && lks_trace_seg()) {
+    if (ret == 0 && in_our_hook() && lks_trace_seg()) {
         fdt_own_add(fds[0]);
         fdt_own_add(fds[1]);
     }
@@ -538,7 +543,7 @@ EXPORT int close(int fd) {
     if (!h) {
         /* Inside a hook: a library of ours closing its own descriptor, or one
          * of the program's (libunwind re-opening a pipe the program closed). */
-        h = lks_in_hook ? lks_trace_seg() : NULL;
+        h = in_our_hook() ? lks_trace_seg() : NULL;
         if (!h) return real_close(fd);
         if (fdt_is_own(fd)) {
             fdt_own_remove(fd);
@@ -626,3 +631,43 @@ EXPORT int prlimit64(pid_t pid, __rlimit_resource_t resource, const struct rlimi
     REAL(prlimit64);
     RLIMIT_BODY(real_prlimit64(pid, resource, nl, ol), pid == 0 ? resource : RLIM_NLIMITS);
 }
+
+/* ---- vfork ----
+ * The child of vfork shares our memory, segment and this thread's TLS until
+ * it execs or exits: its closes (Python's subprocess closes every descriptor
+ * it does not pass on) must not take the parent's entries. A C wrapper
+ * cannot return twice from one stack frame, so this is glibc's own vfork
+ * (the return address kept in a register, not on the shared stack) plus:
+ * the child adds LKS_IN_VFORK_CHILD to lks_in_hook, so every hook forwards;
+ * the parent, resumed, puts back the value it had. x86-64 only; elsewhere
+ * libc's vfork runs and the limit is documented. */
+#if defined(__x86_64__)
+__attribute__((used, visibility("hidden"))) long lks_vfork_failed(int err) {
+    errno = err;
+    return -1;
+}
+
+__asm__(".text\n"
+        ".globl vfork\n"
+        ".type vfork, @function\n"
+        "vfork:\n"
+        "    movq lks_in_hook@GOTTPOFF(%rip), %rdx\n"
+        "    movl %fs:(%rdx), %esi\n"     /* the guard before, kept for the parent */
+        "    popq %rdi\n"                 /* return address, out of the shared stack */
+        "    movl $58, %eax\n"            /* SYS_vfork */
+        "    syscall\n"
+        "    pushq %rdi\n"
+        "    testq %rax, %rax\n"
+        "    jnz 1f\n"
+        "    addl $0x10000, %fs:(%rdx)\n" /* child: LKS_IN_VFORK_CHILD */
+        "    ret\n"
+        "1:  movl %esi, %fs:(%rdx)\n"     /* parent: the child's changes undone */
+        "    cmpq $-4095, %rax\n"
+        "    jae 2f\n"
+        "    ret\n"
+        "2:  negl %eax\n"
+        "    movl %eax, %edi\n"
+        "    jmp lks_vfork_failed\n"
+        ".size vfork, .-vfork\n");
+_Static_assert(LKS_IN_VFORK_CHILD == 0x10000, "the vfork stub adds this constant");
+#endif

@@ -36,15 +36,15 @@
 #include "segment.h"
 
 #define LKS_HEAP_MAGIC "LKSHEAP\1"
-#define LKS_HEAP_VERSION 1
-#define LKS_HEAP_AGES 5       /* < 1 s, < 10 s, < 1 min, < 10 min, older */
+#define LKS_HEAP_VERSION 2
+#define LKS_HEAP_AGES 6       /* < 1 s, < 10 s, < 1 min, < 10 min, < 1 h, older */
 #define LKS_HEAP_RETAINED 32  /* largest live allocations kept */
 #define LKS_HEAP_DOUBLE_FREES 16
 
 /* Upper bounds (exclusive) of the age buckets, in seconds; the last is open. */
-static const int64_t lks_heap_age_edges_s[LKS_HEAP_AGES - 1] = {1, 10, 60, 600};
+static const int64_t lks_heap_age_edges_s[LKS_HEAP_AGES - 1] = {1, 10, 60, 600, 3600};
 static const char *const lks_heap_age_names[LKS_HEAP_AGES] = {"lt_1s", "lt_10s", "lt_1m",
-                                                              "lt_10m", "older"};
+                                                              "lt_10m", "lt_1h", "older"};
 
 /* One live allocation among the largest. site is index + 1 (0: no site). */
 struct lks_heap_alloc {

@@ -190,7 +190,7 @@ LKS_EXPORT int posix_memalign(void **out, size_t align, size_t size) {
     lks_in_hook++;
     int rc = libc_next.posix_memalign(out, align, size);
     if (rc == 0 && *out) track_alloc(*out, size, ra, fp);
-    else if (rc == ENOMEM) aggregate_count(EV_FAILED_ALLOC);
+    else if (rc != 0) aggregate_count(EV_FAILED_ALLOC); /* ENOMEM, or EINVAL alignment */
     lks_in_hook--;
     return rc;
 }
@@ -286,6 +286,8 @@ LKS_EXPORT void *realloc(void *p, size_t size) {
 LKS_EXPORT void *reallocarray(void *p, size_t n, size_t size) {
     size_t total;
     if (__builtin_mul_overflow(n, size, &total)) {
+        /* Fails before reaching libc, but the program saw an allocation fail. */
+        if (tracking()) aggregate_count(EV_FAILED_ALLOC);
         errno = ENOMEM;
         return NULL;
     }

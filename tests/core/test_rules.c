@@ -28,7 +28,15 @@ Test(rules, defaults_cover_the_seed_subsystems) {
     cr_expect_str_eq(classify(LKS_KIND_FILE, 0, "/data/frontiers/ab/x.example.frontier", 0),
                      "frontier");
     cr_expect_str_eq(classify(LKS_KIND_FILE, 0, "/var/log/crawler.log", 0), "log");
-    cr_expect_str_eq(classify(LKS_KIND_FILE, 0, "/srv/app.sqlite", 0), "sqlite");
+    cr_expect_str_eq(classify(LKS_KIND_FILE, 0, "/srv/app.sqlite",
+                              stack("/usr/lib/x86_64-linux-gnu/libsqlite3.so.0", "sqlite3_open_v2")),
+                     "sqlite");
+    cr_expect_str_eq(classify(LKS_KIND_FILE, 0, "/srv/app.db", stack("/bin/app", "sqlite3_step")),
+                     "sqlite");
+    /* prometheus_client's multiprocess files are mmapped, not SQLite. */
+    cr_expect_str_eq(classify(LKS_KIND_FILE, 0, "/tmp/prom/counter_12.db",
+                              stack("/usr/lib/python3.11/lib-dynload/mmap.cpython-311.so", NULL)),
+                     "file");
     cr_expect_str_eq(classify(LKS_KIND_FILE, 0, "/etc/passwd", 0), "file");
     cr_expect_str_eq(classify(LKS_KIND_PIPE, 0, NULL, 0), "pipe");
     cr_expect_str_eq(classify(LKS_KIND_EPOLL, 0, NULL, 0), "epoll");

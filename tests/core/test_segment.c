@@ -153,7 +153,7 @@ Test(segment, refuses_foreign_and_corrupt) {
     expect_refused("version 99");
     lks_segment_unmap(create(), total);
     rewrite(bad_offset);
-    expect_refused("outside the file");
+    expect_refused("do not match its capacities");
     lks_segment_unmap(create(), total);
     rewrite(bad_capacity);
     expect_refused("capacities");

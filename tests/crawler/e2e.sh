@@ -312,8 +312,9 @@ dead-server)
     python3 -c 'import socket,time,sys; s=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(64);
 print(s.getsockname()[1], flush=True); time.sleep(60)' >"$T/blackhole.port" &
     PIDS+=("$!")
-    sleep 0.5
+    for _ in $(seq 300); do [ -s "$T/blackhole.port" ] && break; sleep 0.1; done
     WEB_PORT=$(cat "$T/blackhole.port")
+    [ -n "$WEB_PORT" ] || fail "blackhole server did not start"
     start=$(date +%s)
     crawl_bg --delay 0.05 --timeout 1
     wait_crawler 30

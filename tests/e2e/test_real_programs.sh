@@ -77,16 +77,24 @@ REDIS_RUN=$!
 CLEANUP+=("kill $REDIS_RUN")
 for _ in $(seq 50); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 same "redis-cli against redis-server" redis-cli -p "$RPORT" ping
-python3 - "$RPORT" <<'PY' &
+/usr/bin/python3 - "$RPORT" "$TMP/held" <<'PY' &
 import socket, sys, time
 conns = [socket.create_connection(("127.0.0.1", int(sys.argv[1]))) for _ in range(7)]
-time.sleep(3)
+open(sys.argv[2], "w").close()
+time.sleep(30)
 PY
 HOLD=$!
-sleep 1
+CLEANUP+=("kill $HOLD")
+# Shut down only once all 7 are connected and redis has accepted them (a loaded
+# machine can take seconds to start the client).
+for _ in $(seq 300); do [ -e "$TMP/held" ] && break; sleep 0.1; done
+for _ in $(seq 100); do
+  [ "$(redis-cli -p "$RPORT" info clients | tr -d '\r' | sed -n 's/^connected_clients://p')" -ge 8 ] 2>/dev/null && break
+  sleep 0.1
+done
 redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1
 wait $REDIS_RUN
-wait $HOLD
+kill $HOLD 2>/dev/null; wait $HOLD 2>/dev/null
 check "redis-server: the 7 held client connections are open in 'redis' at exit" 8 \
   "$(jq '.processes[0].fd.by_subsystem.redis.open' "$TMP/redis.json")"
 check "redis-server: nothing stale" 0 "$(jq '.processes[0].fd.stale' "$TMP/redis.json")"

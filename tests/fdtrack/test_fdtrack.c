@@ -241,7 +241,17 @@ Test(fdtrack, fork_child_inherits_descriptors) {
     cr_expect_eq(subsys(p, "frontier")->fd_open, 3);
     cr_expect_eq(subsys(p, "pipe")->fd_open, 0);
     cr_expect_eq(subsys(c, "frontier")->fd_open, 3, "child inherits the parent's files");
-    cr_expect_eq(site_open(c, "frontier", "frontier_leak_files", NULL), 3);
+    cr_expect_eq(c->forked_from, r.pid);
+    /* Inherited: marked, with the parent's site, but never the child's site count. */
+    cr_expect_eq(site_open(c, "frontier", "frontier_leak_files", NULL), 0);
+    int inherited = 0;
+    for (uint32_t fd = 0; fd < (uint32_t)c->fd_hiwater && fd < c->fds_cap; fd++) {
+        const struct lks_fd *e = &lks_fd_table(c)[fd];
+        if (!e->in_use || !(e->flags & LKS_FD_FORKED) || e->site == 0) continue;
+        const struct lks_site *s = &lks_site_table(c)[e->site - 1];
+        if (!strcmp(lks_subsys_table(c)[s->subsys].name, "frontier")) inherited++;
+    }
+    cr_expect_eq(inherited, 3);
     cr_expect_eq(site_open(c, "pipe", "probe_leak_pipes", NULL), 4);
     check_invariant(p);
     check_invariant(c);
