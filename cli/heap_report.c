@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include "heap_report.h"
+#include "summary.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -500,11 +501,15 @@ int cmd_diff(int argc, char **argv) {
             frames_json(stdout, s, sym);
             putchar('}');
         }
-        puts("]}");
+        printf("],\"call_sites\":{\"coarse\":%llu,\"events_without_site\":%llu}}\n",
+               (unsigned long long)atomic_load(&h->sites_coarse),
+               (unsigned long long)atomic_load(&h->sites_dropped_events));
     } else {
         printf("pid %d (%s), mark %llu set %.1f s ago: %s in %lld allocations still live\n",
                (int)a.pid, h->comm, (unsigned long long)h->mark_applied_seq, since,
                human(bytes, buf, sizeof buf), allocs);
+        char lost[300];
+        if (summary_sites_lost(h, lost, sizeof lost)) printf("  %s\n", lost);
         for (uint32_t i = 0; i < used && i < LKS_MAX_SUBSYS; i++)
             if (hs->mark_live_allocs[i])
                 printf("  %-12s %10s in %lld\n", subsys_name(h, i),

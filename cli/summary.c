@@ -42,6 +42,30 @@ static void python_text(FILE *out, const struct lks_header *h) {
     fputc('\n', out);
 }
 
+/* What the site tables could not keep, in a sentence; NULL if nothing. */
+const char *summary_sites_lost(struct lks_header *h, char *buf, size_t len) {
+    uint64_t coarse = atomic_load(&h->sites_coarse);
+    uint64_t nosite = atomic_load(&h->sites_dropped_events);
+    uint64_t frames = atomic_load(&h->frames_dropped);
+    if (!coarse && !nosite && !frames) return NULL;
+    snprintf(buf, len,
+             "call sites: table full (%u of %u); %llu site(s) kept on a shortened stack, "
+             "%llu event(s) counted without a site, %llu frame(s) not recorded",
+             atomic_load(&h->sites_used), h->sites_cap, (unsigned long long)coarse,
+             (unsigned long long)nosite, (unsigned long long)frames);
+    return buf;
+}
+
+static void sites_json(FILE *out, struct lks_header *h) {
+    fprintf(out,
+            ",\"call_sites\":{\"used\":%u,\"capacity\":%u,\"coarse\":%llu,"
+            "\"events_without_site\":%llu,\"frames_used\":%u,\"frames_lost\":%llu}",
+            atomic_load(&h->sites_used), h->sites_cap,
+            (unsigned long long)atomic_load(&h->sites_coarse),
+            (unsigned long long)atomic_load(&h->sites_dropped_events),
+            atomic_load(&h->frames_used), (unsigned long long)atomic_load(&h->frames_dropped));
+}
+
 void summary_json(FILE *out, struct seg_list *l, int want_fd, int want_heap, int status) {
     summary_json_verdicts(out, l, want_fd, want_heap, status, NULL);
 }
@@ -67,6 +91,7 @@ void summary_json_verdicts(FILE *out, struct seg_list *l, int want_fd, int want_
         if (h->py_version)
             fprintf(out, ",\"python\":{\"version\":\"%u.%u\",\"frames\":\"%s\",\"alloc\":\"%s\"}",
                     h->py_version >> 8, h->py_version & 0xff, py_frames_text(h), py_alloc_text(h));
+        sites_json(out, h);
         if (want_fd && (h->features & LKS_FEATURE_FD)) {
             fputs(",\"fd\":", out);
             fd_report_json(out, h, sym);
@@ -104,6 +129,8 @@ static void process_text(FILE *out, struct lks_header *h, int depth, int want_fd
     fprintf(out, "%s%s%s\n", h->role[0] ? " role " : "", h->role,
             lks_segment_process_alive(h) ? " [still running]" : "");
     python_text(out, h);
+    char lost[300];
+    if (summary_sites_lost(h, lost, sizeof lost)) fprintf(out, "%*s  %s\n", 2 * depth, "", lost);
     if (want_fd && (h->features & LKS_FEATURE_FD)) fd_report_text(out, h, sym);
     if (want_heap && (h->features & LKS_FEATURE_HEAP)) heap_report_text(out, h, sym);
     lks_symbolizer_free(sym);

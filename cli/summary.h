@@ -19,4 +19,8 @@ void summary_json_verdicts(FILE *out, struct seg_list *l, int want_fd, int want_
 /* A block per process: subsystems, then the call sites holding the most. */
 void summary_text(FILE *out, struct seg_list *l, int want_fd, int want_heap);
 
+/* "call sites: table full ..." when a process's site or frame tables lost
+ * detail (coarse sites, events without a site, frames); else NULL. */
+const char *summary_sites_lost(struct lks_header *h, char *buf, size_t len);
+
 #endif

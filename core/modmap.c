@@ -2,10 +2,11 @@
 #define _GNU_SOURCE
 #include "modmap.h"
 
+#include <dlfcn.h>
 #include <elf.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <link.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -49,7 +50,6 @@ static _Atomic(struct modtab *) g_tab;
 static _Atomic int g_rebuilding;
 static _Atomic int64_t g_last_rebuild_ns;
 static struct mod_funcs g_funcs[MAX_MODS];
-static __thread int t_compiling __attribute__((tls_model("initial-exec")));
 
 static int64_t coarse_ns(void) {
     struct timespec ts;
@@ -193,10 +193,11 @@ static void sort_ranges(struct func_range *r, uint32_t n) {
 }
 
 /* Walks .symtab and .dynsym of an ELF image; with out, stores the ranges of
- * functions whose names match a func rule. Returns how many matched. Every
+ * functions whose names match a func rule (only those holding only_addr,
+ * unless it is 0). Returns how many matched. Every
  * offset is checked against the file size: the file is not trusted. */
 static uint32_t scan_symbols(const unsigned char *img, size_t size, uint64_t bias,
-                             struct func_range *out, uint32_t cap) {
+                             uint64_t only_addr, struct func_range *out, uint32_t cap) {
     const ElfW(Ehdr) *eh = (const void *)img;
     if (size < sizeof *eh || memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 ||
         eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_shentsize != sizeof(ElfW(Shdr)) ||
@@ -219,6 +220,9 @@ static uint32_t scan_symbols(const unsigned char *img, size_t size, uint64_t bia
             if ((type != STT_FUNC && type != STT_GNU_IFUNC) || sym[i].st_shndx == SHN_UNDEF ||
                 sym[i].st_size == 0 || sym[i].st_name >= strs->sh_size)
                 continue;
+            if (only_addr && (only_addr < bias + sym[i].st_value ||
+                              only_addr >= bias + sym[i].st_value + sym[i].st_size))
+                continue;
             const char *name = names + sym[i].st_name;
             if (!memchr(name, 0, strs->sh_size - sym[i].st_name)) continue;
             uint64_t bits = lks_rules_stack_bits(g_rules, 1, NULL, &name);
@@ -233,25 +237,56 @@ static uint32_t scan_symbols(const unsigned char *img, size_t size, uint64_t bia
 }
 
 /* Compiles the func rules of one module from its file (raw syscalls: the
- * fd hooks must not see the shim's own reads). */
-static void compile_funcs(struct mod_funcs *f, const struct mod *m) {
+ * fd hooks must not see the shim's own reads). Returns -1 if the file could
+ * not be opened for a reason that may pass (no descriptor to spare). */
+static int compile_funcs(struct mod_funcs *f, const struct mod *m) {
     int fd = (int)syscall(SYS_openat, AT_FDCWD, m->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) return;
+    if (fd < 0) return errno == EMFILE || errno == ENFILE || errno == ENOMEM ? -1 : 0;
     struct stat st;
     void *img = MAP_FAILED;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
         img = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     syscall(SYS_close, fd);
-    if (img == MAP_FAILED) return;
-    uint32_t n = scan_symbols(img, (size_t)st.st_size, m->bias, NULL, 0);
+    if (img == MAP_FAILED) return 0;
+    uint32_t n = scan_symbols(img, (size_t)st.st_size, m->bias, 0, NULL, 0);
     struct func_range *r = n ? map_anon(sizeof *r * n) : NULL;
     if (r) {
-        n = scan_symbols(img, (size_t)st.st_size, m->bias, r, n);
+        n = scan_symbols(img, (size_t)st.st_size, m->bias, 0, r, n);
         sort_ranges(r, n);
         f->r = r;
         f->n = n;
     }
     munmap(img, (size_t)st.st_size);
+    return 0;
+}
+
+/* Func bits from the dynamic symbols only (dladdr, no descriptor needed):
+ * what a process at its descriptor limit can still know. */
+static uint64_t func_bits_dynamic(uint64_t addr) {
+    Dl_info info;
+    if (!dladdr((void *)(uintptr_t)addr, &info) || !info.dli_sname) return 0;
+    const char *name = info.dli_sname;
+    return lks_rules_stack_bits(g_rules, 1, NULL, &name);
+}
+
+/* Func bits of one address straight from the module file: for a thread
+ * that finds the module being compiled by another (or by a thread that
+ * vanished in a fork). Slower, but never a wrong answer to cache. */
+static uint64_t func_bits_uncompiled(const struct mod *m, uint64_t addr) {
+    struct func_range one[8];
+    uint64_t bits = 0;
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, m->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return func_bits_dynamic(addr);
+    struct stat st;
+    void *img = MAP_FAILED;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
+        img = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    syscall(SYS_close, fd);
+    if (img == MAP_FAILED) return func_bits_dynamic(addr);
+    uint32_t n = scan_symbols(img, (size_t)st.st_size, m->bias, addr, one, 8);
+    for (uint32_t i = 0; i < n && i < 8; i++) bits |= one[i].bits;
+    munmap(img, (size_t)st.st_size);
+    return bits;
 }
 
 static uint64_t func_bits(const struct mod *m, uint64_t addr) {
@@ -260,20 +295,13 @@ static uint64_t func_bits(const struct mod *m, uint64_t addr) {
     int st = atomic_load_explicit(&f->state, memory_order_acquire);
     if (st != 2) {
         int zero = 0;
-        if (st == 0 && atomic_compare_exchange_strong(&f->state, &zero, 1)) {
-            t_compiling = 1;
-            compile_funcs(f, m);
-            t_compiling = 0;
-            atomic_store_explicit(&f->state, 2, memory_order_release);
-        } else {
-            /* Another thread compiles (a few ms at most); this thread, if
-             * it is the compiler interrupted by a signal, must not wait. */
-            for (int i = 0; !t_compiling && i < 20000 &&
-                            atomic_load_explicit(&f->state, memory_order_acquire) != 2;
-                 i++)
-                sched_yield();
-            if (atomic_load_explicit(&f->state, memory_order_acquire) != 2) return 0;
+        if (st != 0 || !atomic_compare_exchange_strong(&f->state, &zero, 1))
+            return func_bits_uncompiled(m, addr);
+        if (compile_funcs(f, m) != 0) { /* at the descriptor limit: try again later */
+            atomic_store(&f->state, 0);
+            return func_bits_dynamic(addr);
         }
+        atomic_store_explicit(&f->state, 2, memory_order_release);
     }
     uint32_t lo = 0, hi = f->n;
     while (lo < hi) {
@@ -285,6 +313,15 @@ static uint64_t func_bits(const struct mod *m, uint64_t addr) {
     for (uint32_t i = lo; i > 0 && lo - i < 4; i--) /* aliases share a range */
         if (addr < f->r[i - 1].hi) bits |= f->r[i - 1].bits;
     return bits;
+}
+
+void lks_modmap_after_fork(void) {
+    /* A compile in progress belonged to a thread the child does not have. */
+    for (uint32_t i = 0; i < MAX_MODS; i++) {
+        int one = 1;
+        atomic_compare_exchange_strong(&g_funcs[i].state, &one, 0);
+    }
+    atomic_store(&g_rebuilding, 0);
 }
 
 uint64_t lks_modmap_bits(uint64_t ra) {

@@ -33,4 +33,7 @@ uint64_t lks_modmap_bits(uint64_t ra);
  * module holds it (JIT code, unmapped). */
 int lks_modmap_module(uint64_t ra, const char **path, uint64_t *bias, uint64_t *base);
 
+/* In a forked child: forgets work the parent's other threads had begun. */
+void lks_modmap_after_fork(void);
+
 #endif

@@ -150,9 +150,16 @@ static void write_heapseg(struct lks_heapseg *hs, const struct walk *w, int fina
         hs->retained[i] = (struct lks_heap_alloc){r->ptr, REC_SIZE(r), ms_to_mono_ns(r->birth_ms),
                                                   REC_SITE(r), (uint16_t)REC_SUBSYS(r), 0};
     }
-    for (uint32_t i = 0; i < g_sites_cap; i++)
+    /* Only claimed sites: the others stay 0 and their pages unwritten. */
+    uint32_t nlist;
+    const uint32_t *list = lks_site_list(&nlist);
+    for (uint32_t k = 0; list && k < nlist; k++) {
+        uint32_t id = __atomic_load_n(&list[k], __ATOMIC_ACQUIRE);
+        if (!id || id > g_sites_cap) continue;
+        uint32_t i = id - 1;
         hs->site_oldest_ns[i] =
             g_scratch[i].oldest_ms == UINT32_MAX ? 0 : ms_to_mono_ns(g_scratch[i].oldest_ms);
+    }
     atomic_thread_fence(memory_order_release);
     atomic_fetch_add(&hs->seq, 1);
 }
@@ -205,7 +212,12 @@ static void aggregate_locked(struct lks_header *h, int final) {
         g_scratch[i] = (struct site_scratch){UINT32_MAX, 0, 0};
     walk_live(visit_rec, w);
     counters_publish(h);
-    for (uint32_t i = 0; i < cap; i++) {
+    uint32_t nlist;
+    const uint32_t *list = lks_site_list(&nlist); /* only used sites: keep the segment sparse */
+    for (uint32_t k = 0; list && k < nlist; k++) {
+        uint32_t id = __atomic_load_n(&list[k], __ATOMIC_ACQUIRE);
+        if (!id || id > cap) continue;
+        uint32_t i = id - 1;
         atomic_store(&sites[i].heap_mark_live_bytes, g_scratch[i].mark_bytes);
         atomic_store(&sites[i].heap_mark_live_allocs, (int64_t)g_scratch[i].mark_allocs);
     }

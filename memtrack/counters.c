@@ -171,7 +171,12 @@ void counters_publish(struct lks_header *h) {
     uint32_t n = atomic_load(&g_nblocks);
     uint32_t cap = h->sites_cap < g_sites_cap ? h->sites_cap : g_sites_cap;
     for (uint32_t s = 0; s < LKS_MAX_SUBSYS; s++) publish_subsys(h, n, s);
-    for (uint32_t i = 0; i < cap; i++) publish_site(h, n, i);
+    uint32_t nlist;
+    const uint32_t *list = lks_site_list(&nlist);
+    for (uint32_t k = 0; list && k < nlist; k++) {
+        uint32_t id = __atomic_load_n(&list[k], __ATOMIC_ACQUIRE);
+        if (id && id <= cap) publish_site(h, n, id - 1);
+    }
 }
 
 void counters_publish_one(struct lks_header *h, uint32_t site, uint32_t subsys) {

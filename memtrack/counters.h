@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "segment.h"
+#include "trace.h"
 
 struct site_ctr {
     _Atomic int64_t live_bytes, live_allocs, alloc_bytes, allocs;

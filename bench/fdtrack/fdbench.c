@@ -1,7 +1,8 @@
 /* fdbench.c - descriptor churn for measuring a tracer's cost: open+close of
  * a file, socket+connect+close to a loopback listener, pipe2+close. Prints
  * nanoseconds per pair for each workload, timed inside the process so that
- * start-up costs (valgrind's, the shim's) are not counted. */
+ * start-up costs (valgrind's, the shim's) are not counted. Each pair is made
+ * 8 frames deep (issue 8), so a tracer's stack capture does real work. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -18,33 +19,49 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* Calls op(arg) depth frames below the caller (no tail calls). */
+__attribute__((noinline)) static void deep(int depth, void (*op)(const void *), const void *arg) {
+    if (depth > 1) deep(depth - 1, op, arg);
+    else op(arg);
+    __asm__ volatile("" ::: "memory");
+}
+#define DEPTH 8
+
+static void file_once(const void *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) exit(1);
+    close(fd);
+}
+
 __attribute__((noinline)) static void bench_file(const char *path, long n) {
-    for (long i = 0; i < n; i++) {
-        int fd = open(path, O_RDONLY);
-        if (fd < 0) exit(1);
-        close(fd);
-    }
+    for (long i = 0; i < n; i++) deep(DEPTH, file_once, path);
 }
 
 /* Closed with an RST (linger 0): no TIME_WAIT pile-up, so the kernel's
  * ephemeral-port search does not dominate what is measured. */
-__attribute__((noinline)) static void bench_socket(const struct sockaddr_in *a, long n) {
+static void socket_once(const void *arg) {
+    const struct sockaddr_in *a = arg;
     struct linger lg = {1, 0};
-    for (long i = 0; i < n; i++) {
-        int s = socket(AF_INET, SOCK_STREAM, 0);
-        if (s < 0 || connect(s, (const struct sockaddr *)a, sizeof *a) != 0) exit(2);
-        setsockopt(s, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-        close(s);
-    }
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    if (s < 0 || connect(s, (const struct sockaddr *)a, sizeof *a) != 0) exit(2);
+    setsockopt(s, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(s);
+}
+
+__attribute__((noinline)) static void bench_socket(const struct sockaddr_in *a, long n) {
+    for (long i = 0; i < n; i++) deep(DEPTH, socket_once, a);
+}
+
+static void pipe_once(const void *arg) {
+    (void)arg;
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) exit(3);
+    close(p[0]);
+    close(p[1]);
 }
 
 __attribute__((noinline)) static void bench_pipe(long n) {
-    for (long i = 0; i < n; i++) {
-        int p[2];
-        if (pipe2(p, O_CLOEXEC) != 0) exit(3);
-        close(p[0]);
-        close(p[1]);
-    }
+    for (long i = 0; i < n; i++) deep(DEPTH, pipe_once, NULL);
 }
 
 int main(int argc, char **argv) {

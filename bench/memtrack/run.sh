@@ -35,6 +35,8 @@ run_one() {
     plain) PYTHONMALLOC=malloc $t $cmd >/dev/null ;;
     memtrack) LEAKSCOPE_DIR=$tmp/segs PYTHONMALLOC=malloc \
         $t env LD_PRELOAD=$build/lib/libmemtrack.so $cmd >/dev/null ;;
+    lsrun) PYTHONMALLOC=malloc $t "$build/bin/leakscope" run --heap --quiet --dir "$tmp/segs" \
+        -- $cmd >/dev/null 2>&1 ;;
     heaptrack) PYTHONMALLOC=malloc $t heaptrack -o "$tmp/ht" $cmd >/dev/null 2>&1 ;;
     massif) PYTHONMALLOC=malloc $t valgrind -q --tool=massif --massif-out-file=/dev/null \
         $cmd >/dev/null ;;
@@ -44,7 +46,7 @@ run_one() {
     tail -1 "$tmp/t" | awk -F_ '{ printf "%s %.2f\n", $1, $2 + $3 }'
 }
 
-tools="plain memtrack heaptrack massif memcheck"
+tools=${HEAPBENCH_TOOLS:-"plain memtrack lsrun heaptrack massif memcheck"}
 for r in $(seq "$reps"); do
     for w in a b c; do
         for t in $tools; do
@@ -66,7 +68,8 @@ for line in open(sys.argv[1]):
     w, t, s, c = line.split()
     times.setdefault((w, t), []).append(float(s))
     cpu.setdefault((w, t), []).append(float(c))
-tools = ["plain", "memtrack", "heaptrack", "massif", "memcheck"]
+tools = [t for t in ["plain", "memtrack", "lsrun", "heaptrack", "massif", "memcheck"]
+         if ("a", t) in times]
 names = {"a": "(a) 1 thread", "b": "(b) 2 threads", "c": "(c) python3 JSON"}
 for title, data in (("wall time", times), ("CPU time (user + system)", cpu)):
     print("\n%s, median of %s runs, seconds (ratio to plain)\n" % (title, sys.argv[3]))

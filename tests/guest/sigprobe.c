@@ -10,6 +10,8 @@
  *                           waits for N handler runs (livelock = hang)
  *   sigprobe recurse DEPTH  opens a file at the bottom of a recursion
  *   sigprobe smallthread N  N threads with a 16 KiB stack each open a file
+ *   sigprobe cost N         prints the mean time of a handler run (open +
+ *                           close on the main stack), N raise()s; for bench
  *   sigprobe deep N         N threads recurse until under 3 KiB of their
  *                           stack is left, then open a file and allocate
  */
@@ -21,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t g_runs, g_failed;
@@ -147,6 +150,20 @@ static int mode_deep(int n) {
     return 0;
 }
 
+static int mode_cost(int n) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = handler;
+    sigaction(SIGUSR1, &sa, NULL);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < n; i++) raise(SIGUSR1);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ns = (double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec);
+    printf("cost runs=%d failed=%d us_per_run=%.2f\n", (int)g_runs, (int)g_failed, ns / n / 1000);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: sigprobe altstack|timer|recurse|smallthread N\n");
@@ -158,6 +175,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "timer")) return mode_timer(n);
     if (!strcmp(argv[1], "smallthread")) return mode_smallthread(n);
     if (!strcmp(argv[1], "deep")) return mode_deep(n);
+    if (!strcmp(argv[1], "cost")) return mode_cost(n);
     if (!strcmp(argv[1], "recurse")) {
         printf("recurse depth=%d result=%d\n", n, recurse(n) != 0);
         return 0;
