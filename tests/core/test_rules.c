@@ -35,10 +35,10 @@ Test(rules, defaults_cover_the_seed_subsystems) {
                      "sqlite");
     cr_expect_str_eq(classify(LKS_KIND_FILE, 0, "/srv/app.db", stack("/bin/app", "sqlite3_step")),
                      "sqlite");
-    /* prometheus_client's multiprocess files are mmapped, not SQLite. */
+    /* prometheus_client's multiprocess files are mmapped metrics, not SQLite. */
     cr_expect_str_eq(classify(LKS_KIND_FILE, 0, "/tmp/prom/counter_12.db",
                               stack("/usr/lib/python3.11/lib-dynload/mmap.cpython-311.so", NULL)),
-                     "file");
+                     "metrics");
     cr_expect_str_eq(classify(LKS_KIND_FILE, 0, "/etc/passwd", 0), "file");
     cr_expect_str_eq(classify(LKS_KIND_PIPE, 0, NULL, 0), "pipe");
     cr_expect_str_eq(classify(LKS_KIND_EPOLL, 0, NULL, 0), "epoll");
