@@ -104,8 +104,8 @@ check "heap site names attachee_alloc_blocks" 8000 \
   "$(jq "[$P.heap.sites[] | select(.frames[0] | startswith(\"attachee_alloc_blocks \"))] | map(.live_bytes) | add" "$S")"
 check_true "text says what came before attach" grep -q "allocations made before are unknown (2 frees" "$TMP/a.log"
 check_true "text says how stacks were unwound" grep -qE "call sites: [0-9]+ of [0-9]+ creation stacks unwound" "$TMP/a.log"
-check_true "verdict names the file leak's call site" \
-  grep -q "LEAK 5 file descriptors in pid $pid (attachee), opened at attachee_open_files" "$TMP/a.log"
+check_true "summary names the file leak's call site" \
+  grep -q "5 file descriptors in pid $pid (attachee), opened at attachee_open_files" "$TMP/a.log"
 check_true "attach held programs, maps and links while tracing" \
   test "$(echo "$ATTACH_IDS" | grep -c '^prog:')" -ge 4 -a "$(echo "$ATTACH_IDS" | grep -c '^link:')" -ge 4
 check "nothing left loaded after SIGINT" 0 "$(still_loaded "$ATTACH_IDS")"
