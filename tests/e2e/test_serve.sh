@@ -74,8 +74,8 @@ if wait_for 30 grown; then ok "PromQL: log descriptors grew by the 30 leaked"; e
   not_ok "PromQL growth: $(promql "$GROWTH") $(promql "leakscope_fds_open{pid=\"$pid\",subsystem=\"log\"}[5m]")"; fi
 check "PromQL: the growing subsystem is log" log \
   "$(promql "topk(1, $GROWTH)" | jq -r '.data.result[0].metric.subsystem')"
-check "PromQL: the leaking site is a Python file open" 1 \
-  "$(promql "leakscope_site_fds_open{pid=\"$pid\",subsystem=\"log\"}" | jq '[.data.result[] | select(.value[1]=="31" and (.metric.site | test("FileIO")))] | length')"
+check "PromQL: the leaking site is leaker.py's open() line, holding the 30" 1 \
+  "$(promql "leakscope_site_fds_open{pid=\"$pid\",subsystem=\"log\"}" | jq '[.data.result[] | select(.value[1]=="30" and (.metric.site | test("leaker.py:16\\)")))] | length')"
 check "PromQL: the exporter's own health is scraped" 1 \
   "$(promql 'count(leakscope_exporter_scrape_duration_seconds)' | jq -r '.data.result[0].value[1]')"
 
