@@ -172,7 +172,8 @@ static double now_s(void) {
 }
 
 /* Starts redis-server and the web, waits until both answer. */
-static int start_servers(struct demo *d, const char *web_bin, int wide) {
+static int start_servers(struct demo *d, const char *web_bin, const char *mode) {
+    int wide = strcmp(mode, "http-unbounded") == 0;
     char port[16], log[160], portfile[160];
     d->redis_port = free_port();
     snprintf(port, sizeof port, "%d", d->redis_port);
@@ -183,9 +184,14 @@ static int start_servers(struct demo *d, const char *web_bin, int wide) {
     snprintf(log, sizeof log, "%s/web.log", d->tmp);
     snprintf(portfile, sizeof portfile, "%s/web.port", d->tmp);
     /* A deep web for the long crawl; a wide one (a new connection per host)
-     * for the unbounded HTTP client to run out of descriptors on. */
+     * for the unbounded HTTP client to run out of descriptors on. The
+     * frontier leak (a file left open on each short read of a domain's
+     * frontier) needs many domains whose frontiers the crawl keeps catching
+     * up with: with few, their backlog grows, reads stop being short, and
+     * the leak stalls within the demo's minute. */
+    int many = wide || strcmp(mode, "frontier-fd") == 0;
     char *web_argv[] = {(char *)web_bin, "--port", "0", "--port-file", portfile,
-                        "--hosts", wide ? "300" : "60", "--pages", wide ? "40" : "2000",
+                        "--hosts", many ? "300" : "60", "--pages", wide ? "40" : "2000",
                         "--crawl-delay", "0.2", NULL};
     d->web = spawn(web_argv, log, 0);
     if (d->redis < 0 || d->web < 0) return -1;
@@ -322,7 +328,7 @@ int cmd_demo(int argc, char **argv) {
     int tty = isatty(STDOUT_FILENO);
     fprintf(stderr, "leakscope demo: crawler with --inject %s for %.0f s (redis-server, synthetic web,"
                     " segments in %s)\n", mode, duration, d.tmp);
-    if (!reader || start_servers(&d, web, strcmp(mode, "http-unbounded") == 0) != 0 ||
+    if (!reader || start_servers(&d, web, mode) != 0 ||
         start_crawler(&d, crawler, mode, duration) != 0)
         goto out;
     if (record) start_recorder(&d, record);

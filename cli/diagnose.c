@@ -231,7 +231,9 @@ static void judge_emfile(const struct history *h, const struct hist_proc *p, siz
     if (push(l, cap, &d)) *oom = 1;
 }
 
-/* Failures first, then descriptors (a hard limit), then heap. */
+/* Failures first, then descriptors (a hard limit), then heap; within a
+ * rank, the surer verdict, and among equally sure ones the faster leak (the
+ * one that kills the process first). */
 static int rank(enum diag_kind k) {
     return k == DIAG_EMFILE ? 0 : k == DIAG_FD_GROWTH || k == DIAG_POOL_GROWTH ? 1 : 2;
 }
@@ -239,7 +241,8 @@ static int rank(enum diag_kind k) {
 static int by_strength(const void *a, const void *b) {
     const struct diagnosis *x = a, *y = b;
     if (rank(x->kind) != rank(y->kind)) return rank(x->kind) - rank(y->kind);
-    if (x->confidence != y->confidence) return x->confidence > y->confidence ? -1 : 1;
+    if (fabs(x->confidence - y->confidence) > 0.05) return x->confidence > y->confidence ? -1 : 1;
+    if (x->rate_per_min != y->rate_per_min) return x->rate_per_min > y->rate_per_min ? -1 : 1;
     return (x->proc->pid > y->proc->pid) - (x->proc->pid < y->proc->pid);
 }
 
