@@ -55,3 +55,25 @@ finish() {
   echo "$PASSED passed, $FAILED failed"
   [ "$FAILED" -eq 0 ]
 }
+
+# BPF objects (programs, maps, links) held by process $1, as "kind:id".
+bpf_ids() {
+  grep -hE '^(prog_id|map_id|link_id):' /proc/"$1"/fdinfo/* 2>/dev/null |
+    sed 's/_id:[[:space:]]*/:/' | sort -u
+}
+# How many of those ids (from bpf_ids) still exist in the kernel, once the
+# kernel has had up to 10 s to free them (it releases programs and maps
+# after an RCU grace period, not when the last descriptor closes).
+still_loaded() {
+  local n kind id try
+  for try in $(seq 100); do
+    n=0
+    for x in $1; do
+      kind=${x%%:*} id=${x#*:}
+      bpftool "$kind" show id "$id" >/dev/null 2>&1 && n=$((n + 1))
+    done
+    [ "$n" -eq 0 ] && break
+    sleep 0.1
+  done
+  echo $n
+}

@@ -11,20 +11,6 @@
 ATTACHEE=${ATTACHEE:-$(dirname "$LEAKSCOPE")/attachee}
 S="$TMP/attach.json"
 
-# BPF objects (programs, maps, links) held by process $1, as "kind:id".
-bpf_ids() {
-  grep -hE '^(prog_id|map_id|link_id):' /proc/"$1"/fdinfo/* 2>/dev/null |
-    sed 's/_id:[[:space:]]*/:/' | sort -u
-}
-# How many of those ids (from bpf_ids) still exist in the kernel.
-still_loaded() {
-  local n=0 kind id
-  for x in $1; do
-    kind=${x%%:*} id=${x#*:}
-    bpftool "$kind" show id "$id" >/dev/null 2>&1 && n=$((n + 1))
-  done
-  echo $n
-}
 
 # start_attachee NAME: runs attachee fed and read through two fifos whose
 # descriptors are NAME_w and NAME_r; its pid in ATT_PID.

@@ -27,20 +27,6 @@ for line in sys.stdin:
         break
     print("ok", flush=True)
 PY
-# BPF objects (programs, maps, links) held by process $1, as "kind:id".
-bpf_ids() {
-  grep -hE '^(prog_id|map_id|link_id):' /proc/"$1"/fdinfo/* 2>/dev/null |
-    sed 's/_id:[[:space:]]*/:/' | sort -u
-}
-# How many of those ids (from bpf_ids) still exist in the kernel.
-still_loaded() {
-  local n=0 kind id
-  for x in $1; do
-    kind=${x%%:*} id=${x#*:}
-    bpftool "$kind" show id "$id" >/dev/null 2>&1 && n=$((n + 1))
-  done
-  echo $n
-}
 
 mkfifo "$TMP/in" "$TMP/out"
 isolated /usr/bin/python3 "$TMP/driven.py" <"$TMP/in" >"$TMP/out" 2>"$TMP/py.err" &
