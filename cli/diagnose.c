@@ -68,8 +68,9 @@ static int push(struct diag_list *l, size_t *cap, const struct diagnosis *d) {
 /* The sites of subsystem sub that gained the most of series fds (or heap)
  * over the window, with their share of what the subsystem holds at the end.
  * Returns the top site's share of the subsystem's gain. */
-static double attribute(const struct hist_proc *p, const char *sub, int heap, size_t from,
-                        size_t to, double sub_now, double sub_gain, struct diagnosis *d) {
+static double attribute(const struct hist_proc *p, const char *sub, int heap, int by_held,
+                        size_t from, size_t to, double sub_now, double sub_gain,
+                        struct diagnosis *d) {
     double top_gain_share = 0;
     double gains[DIAG_MAX_SITES] = {0};
     d->nsites = 0;
@@ -79,8 +80,11 @@ static double attribute(const struct hist_proc *p, const char *sub, int heap, si
         const double *v = heap ? site->heap_live : site->fds_open;
         double last = last_known(v, from, to);
         if (isnan(last)) continue;
-        /* A site that entered the top K during the window held less before. */
-        double first = isnan(v[from]) ? 0 : v[from];
+        /* A site that entered the top K during the window held less before.
+         * by_held ranks what sites hold (who held the descriptors at the
+         * limit), not what they gained: a limit reached before the first
+         * sample shows no gain at all. */
+        double first = isnan(v[from]) || by_held ? 0 : v[from];
         double gain = last - first;
         if (gain <= 0) continue;
         if (d->nsites == DIAG_MAX_SITES && gain <= gains[DIAG_MAX_SITES - 1]) continue;
@@ -121,7 +125,7 @@ static void judge_fds(const struct history *h, const struct hist_proc *p, const 
     if (!isnan(d.idle_fraction) && d.idle_fraction >= POOL_IDLE_FRACTION) d.kind = DIAG_POOL_GROWTH;
     n = gather(h, s->v[H_FDS_OPENED], from, to, t, v);
     d.opened_per_min = lks_counter_rate(t, v, n) * 60;
-    attribute(p, s->name, 0, from, to, d.now, tr.rise, &d);
+    attribute(p, s->name, 0, 0, from, to, d.now, tr.rise, &d);
     if (push(l, cap, &d)) *oom = 1;
 }
 
@@ -181,7 +185,7 @@ static void judge_heap(const struct history *h, const struct hist_proc *p, const
     d.idle_fraction = NAN;
     n = gather(h, s->v[H_HEAP_ALLOCS], from, to, t, v);
     d.opened_per_min = lks_counter_rate(t, v, n) * 60;
-    if (attribute(p, s->name, 1, from, to, d.now, tr.rise, &d) >= RETAINED_SHARE)
+    if (attribute(p, s->name, 1, 0, from, to, d.now, tr.rise, &d) >= RETAINED_SHARE)
         d.kind = DIAG_RETAINED_HEAP;
     if (push(l, cap, &d)) *oom = 1;
 }
@@ -227,7 +231,7 @@ static void judge_emfile(const struct history *h, const struct hist_proc *p, siz
     d.subsystem = d.holder ? d.holder : d.failed[0].subsystem;
     struct hist_sub *s = history_sub((struct hist_proc *)p, d.subsystem);
     d.now = s ? last_known(s->v[H_FDS_OPEN], from, to) : NAN;
-    attribute(p, d.subsystem, 0, from, to, d.held, d.held, &d);
+    attribute(p, d.subsystem, 0, 1, from, to, d.held, d.held, &d);
     if (push(l, cap, &d)) *oom = 1;
 }
 
