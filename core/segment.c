@@ -103,9 +103,9 @@ static uint64_t layout(struct lks_header *h, uint32_t fds_cap, uint32_t sites_ca
     return off;
 }
 
-struct lks_header *lks_segment_create(const char *dir, pid_t pid, uint32_t fds_cap,
-                                      uint32_t sites_cap, uint64_t heap_size, char *err,
-                                      size_t errlen) {
+struct lks_header *lks_segment_create_unpublished(const char *dir, pid_t pid, uint32_t fds_cap,
+                                                  uint32_t sites_cap, uint64_t heap_size,
+                                                  char *err, size_t errlen) {
     char path[512];
     struct lks_header tmp;
     memset(&tmp, 0, sizeof tmp);
@@ -144,7 +144,20 @@ struct lks_header *lks_segment_create(const char *dir, pid_t pid, uint32_t fds_c
     h->total_size = size;
     h->pid = pid;
     h->uid = getuid();
+    return h;
+}
+
+void lks_segment_publish(struct lks_header *h) {
+    atomic_thread_fence(memory_order_release);
     memcpy(h->magic, LKS_MAGIC, 8); /* last: the segment is now valid */
+}
+
+struct lks_header *lks_segment_create(const char *dir, pid_t pid, uint32_t fds_cap,
+                                      uint32_t sites_cap, uint64_t heap_size, char *err,
+                                      size_t errlen) {
+    struct lks_header *h =
+        lks_segment_create_unpublished(dir, pid, fds_cap, sites_cap, heap_size, err, errlen);
+    if (h) lks_segment_publish(h);
     return h;
 }
 

@@ -312,6 +312,15 @@ struct lks_header *lks_segment_create(const char *dir, pid_t pid, uint32_t fds_c
                                       uint32_t sites_cap, uint64_t heap_size,
                                       char *err, size_t errlen);
 
+/* The same, but unpublished: no magic yet, so readers skip it (and a sweep
+ * removes it once its process is dead) until lks_segment_publish. For a
+ * segment filled in several steps that a kill may interrupt (a fork child
+ * copying its parent's tables). */
+struct lks_header *lks_segment_create_unpublished(const char *dir, pid_t pid, uint32_t fds_cap,
+                                                  uint32_t sites_cap, uint64_t heap_size,
+                                                  char *err, size_t errlen);
+void lks_segment_publish(struct lks_header *h);
+
 /* Section accessors for a validated (or self-created) segment. */
 static inline struct lks_subsys *lks_subsys_table(struct lks_header *h) {
     return (struct lks_subsys *)((char *)h + h->subsys_off);

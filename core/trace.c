@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -143,6 +144,7 @@ static void write_subsys_names(struct lks_header *h) {
 
 static void fork_child(void);
 static void fork_child_segment(int raw);
+static uint32_t sites_claimed(const struct lks_header *h);
 static void cap_release(void *arg);
 static pthread_key_t g_cap_key;
 static _Atomic int g_cap_key_ok;
@@ -262,18 +264,34 @@ LKS_EXPORT void lks_trace_on_fork_child(void (*fn)(void)) {
 /* The pages of the parent's segment file that hold data (tmpfs keeps
  * holes): a fork copies those and nothing else, so a child of a small
  * process stays small. Past PRESENT_MAX ranges the rest counts as data; if
- * the file cannot be opened, everything does. */
+ * the file cannot be opened, everything does. The copy goes file to file in
+ * the kernel (copy_file_range) when both files can be opened: a CPython
+ * parent has megabytes of sites, and copying them through two mappings
+ * cost a page fault per page (25 ms per fork). */
 #define PRESENT_MAX 128
 struct present {
     int n;
+    int parent_fd, child_fd; /* -1: copy through the mappings */
     uint64_t lo[PRESENT_MAX], hi[PRESENT_MAX];
 };
 
-static void present_ranges(struct lks_header *parent, struct present *pr) {
+static int open_segment_file(pid_t pid, int flags) {
     char path[512];
+    snprintf(path, sizeof path, "%s/%d.seg", g_dir, (int)pid);
+    return (int)syscall(SYS_openat, AT_FDCWD, path, flags | O_CLOEXEC | O_NOFOLLOW);
+}
+
+static void present_ranges(struct lks_header *parent, struct present *pr) {
     pr->n = 0;
-    snprintf(path, sizeof path, "%s/%d.seg", g_dir, (int)parent->pid);
-    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = open_segment_file(parent->pid, O_RDONLY);
+    struct stat st;
+    /* The file must be the one mapped (same size): a parent that exited and
+     * left its name to a new process must not be copied from. */
+    if (fd >= 0 && (fstat(fd, &st) != 0 || (uint64_t)st.st_size != parent->total_size)) {
+        syscall(SYS_close, fd);
+        fd = -1;
+    }
+    pr->parent_fd = fd;
     off_t off = 0, size = (off_t)parent->total_size;
     while (fd >= 0 && off < size && pr->n < PRESENT_MAX - 1) {
         off_t data = lseek(fd, off, SEEK_DATA);
@@ -288,7 +306,18 @@ static void present_ranges(struct lks_header *parent, struct present *pr) {
         pr->lo[pr->n] = fd < 0 ? 0 : (uint64_t)off;
         pr->hi[pr->n++] = (uint64_t)size;
     }
-    if (fd >= 0) syscall(SYS_close, fd);
+}
+
+/* Copies [lo, hi) of the parent's file into the child's; 0 when the
+ * kernel did it all. */
+static int copy_in_kernel(const struct present *pr, uint64_t lo, uint64_t hi) {
+    if (pr->parent_fd < 0 || pr->child_fd < 0) return -1;
+    loff_t in = (loff_t)lo, out = (loff_t)lo;
+    while ((uint64_t)in < hi) {
+        ssize_t n = copy_file_range(pr->parent_fd, &in, pr->child_fd, &out, hi - (uint64_t)in, 0);
+        if (n <= 0) return -1;
+    }
+    return 0;
 }
 
 /* Copies [off, off + len) of parent into h where the parent has data. */
@@ -299,7 +328,8 @@ static void copy_present(struct lks_header *h, struct lks_header *parent,
         uint64_t hi = pr->hi[r] < off + len ? pr->hi[r] : off + len;
         if (hi > parent->total_size) hi = parent->total_size;
         if (hi > h->total_size) hi = h->total_size;
-        if (lo < hi) memcpy((char *)h + lo, (char *)parent + lo, hi - lo);
+        if (lo < hi && copy_in_kernel(pr, lo, hi) != 0)
+            memcpy((char *)h + lo, (char *)parent + lo, hi - lo);
     }
 }
 
@@ -318,7 +348,13 @@ static void fork_child_segment(int raw) {
     lks_modmap_after_fork();
     lks_in_hook++;
     char err[600];
-    struct lks_header *h = new_segment(err, sizeof err);
+    /* The parent's capacities, not a fresh look at the environment: the
+     * tables are copied offset for offset. Published only when complete: a
+     * child killed while copying (a pool terminating a worker that never
+     * got to run) ran none of its own code and must not show its parent's
+     * half-copied counts as its own. */
+    struct lks_header *h = lks_segment_create_unpublished(
+        g_dir, getpid(), parent->fds_cap, parent->sites_cap, parent->heap_size, err, sizeof err);
     if (!h) {
         char msg[700];
         snprintf(msg, sizeof msg, "forked child %d untraced: %s", (int)getpid(), err);
@@ -348,8 +384,9 @@ static void fork_child_segment(int raw) {
     h->strings_used = parent->strings_used;
     struct present pr;
     present_ranges(parent, &pr);
-    uint32_t sites_cap = parent->sites_cap < h->sites_cap ? parent->sites_cap : h->sites_cap;
-    copy_present(h, parent, &pr, parent->sites_off, sizeof(struct lks_site) * sites_cap);
+    pr.child_fd = open_segment_file(getpid(), O_RDWR);
+    uint32_t nsites = sites_claimed(parent);
+    copy_present(h, parent, &pr, parent->sites_off, sizeof(struct lks_site) * nsites);
     /* Same capacities (same code, same environment), so ids stay valid. */
     if (parent->frames_cap == h->frames_cap && parent->strkeys_cap == h->strkeys_cap &&
         parent->strings_size == h->strings_size && parent->frames_off == h->frames_off &&
@@ -365,6 +402,8 @@ static void fork_child_segment(int raw) {
     memcpy(lks_fd_table(h), lks_fd_table(parent), sizeof(struct lks_fd) * nfd);
     uint64_t heap = parent->heap_size < h->heap_size ? parent->heap_size : h->heap_size;
     if (parent->heap_off == h->heap_off) copy_present(h, parent, &pr, parent->heap_off, heap);
+    if (pr.parent_fd >= 0) syscall(SYS_close, pr.parent_fd);
+    if (pr.child_fd >= 0) syscall(SYS_close, pr.child_fd);
 
     /* The parent's other threads may have been changing the table while it
      * was copied: the child's open counts are what its copy holds. Entries
@@ -389,25 +428,17 @@ static void fork_child_segment(int raw) {
         ss[i].heap_allocs = (uint64_t)ss[i].heap_live_allocs;
         ss[i].heap_frees = 0;
     }
-    /* Only sites on copied pages: touching the others would make the
-     * child's sparse segment dense. */
+    /* Inherited descriptors count in no site: never the child's leak. */
     struct lks_site *sites = lks_site_table(h);
-    for (int r = 0; r < pr.n; r++) {
-        uint64_t lo = pr.lo[r] > h->sites_off ? pr.lo[r] - h->sites_off : 0;
-        uint64_t hi = pr.hi[r] > h->sites_off ? pr.hi[r] - h->sites_off : 0;
-        uint64_t first = lo / sizeof(struct lks_site);
-        uint64_t end = (hi + sizeof(struct lks_site) - 1) / sizeof(struct lks_site);
-        if (end > sites_cap) end = sites_cap;
-        for (uint64_t i = first; i < end; i++) {
-            if (!atomic_load_explicit(&sites[i].key, memory_order_relaxed)) continue;
-            /* Inherited descriptors count in no site: never the child's leak. */
-            sites[i].fd_open = 0;
-            sites[i].fd_opened = 0;
-            sites[i].fd_failed = 0;
-            sites[i].heap_alloc_bytes = (uint64_t)sites[i].heap_live_bytes;
-            sites[i].heap_allocs = (uint64_t)sites[i].heap_live_allocs;
-        }
+    for (uint32_t i = 0; i < nsites; i++) {
+        if (!atomic_load_explicit(&sites[i].key, memory_order_relaxed)) continue;
+        sites[i].fd_open = 0;
+        sites[i].fd_opened = 0;
+        sites[i].fd_failed = 0;
+        sites[i].heap_alloc_bytes = (uint64_t)sites[i].heap_live_bytes;
+        sites[i].heap_allocs = (uint64_t)sites[i].heap_live_allocs;
     }
+    lks_segment_publish(h);
     g_mapped = h;
     atomic_store(&g_live->seg, h);
     if (!raw) munmap(parent, parent->total_size);
@@ -725,29 +756,64 @@ static uint64_t site_key(uint64_t hash, int subsys) {
     return key ? key : 1;
 }
 
-/* Finds or claims the slot of key. Returns index + 1 and sets *fresh when
- * the caller must fill it; 0 when no slot is free within the probe limit. */
+/* Sites are claimed in order, so the claimed ones form a dense prefix of
+ * the table: a fork child copies that prefix (a CPython parent's sites were
+ * 16 MB spread over the whole table when placed by hash, 25 ms per fork),
+ * and a small process touches few pages. The key -> index map that finds
+ * them is private memory, inherited by a fork child as it was at the fork,
+ * consistent with the prefix the child copies. An index entry holds the
+ * key's top half and the site index + 1; the site's own key decides. */
+static _Atomic(_Atomic uint64_t *) g_site_index;
+static _Atomic uint32_t g_sites_next;
+
+static _Atomic uint64_t *site_index(struct lks_header *h) {
+    _Atomic uint64_t *index = atomic_load_explicit(&g_site_index, memory_order_acquire);
+    if (index) return index;
+    size_t bytes = sizeof(uint64_t) * 2 * (size_t)h->sites_cap;
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    _Atomic uint64_t *expected = NULL;
+    if (atomic_compare_exchange_strong(&g_site_index, &expected, (_Atomic uint64_t *)p))
+        return p;
+    munmap(p, bytes);
+    return expected;
+}
+
+/* Finds or claims the site of key. Returns index + 1 and sets *fresh when
+ * the caller must fill it; 0 when the table is full (the last eighth is
+ * kept for coarse keys, so that a stack seen after the table filled still
+ * gets a site) or the index gives up. */
 static uint32_t site_slot(struct lks_header *h, uint64_t key, int coarse,
                           struct lks_site **fresh) {
     struct lks_site *sites = lks_site_table(h);
-    uint32_t mask = h->sites_cap - 1;
+    _Atomic uint64_t *index = site_index(h);
     *fresh = NULL;
-    /* The last eighth of the table is kept for coarse keys, so that a
-     * stack seen after the table filled still gets a site. */
-    int may_claim = coarse || atomic_load_explicit(&h->sites_used, memory_order_relaxed) <
-                                  h->sites_cap - h->sites_cap / 8;
-    /* A full table: only existing sites can match, and they are found within
-     * a few probes; stop early instead of scanning for a free slot. */
-    uint32_t limit = atomic_load_explicit(&h->sites_dropped, memory_order_relaxed) ? 16 : 256;
-    for (uint32_t probe = 0; probe <= mask && probe < limit; probe++) {
-        uint32_t i = (uint32_t)(key + probe) & mask;
-        uint64_t k = atomic_load_explicit(&sites[i].key, memory_order_acquire);
-        if (k == key) return i + 1;
-        if (k != 0) continue;
-        if (!may_claim) return 0;
+    if (!index) return 0;
+    uint32_t mask = 2 * h->sites_cap - 1;
+    uint64_t tag = key & 0xffffffff00000000ull;
+    uint32_t start = (uint32_t)(key * 0x9E3779B97F4A7C15ull >> 32);
+    for (uint32_t probe = 0; probe <= mask && probe < 256; probe++) {
+        _Atomic uint64_t *slot = &index[(start + probe) & mask];
+        uint64_t v = atomic_load_explicit(slot, memory_order_acquire);
+        if (v) {
+            uint32_t id = (uint32_t)v;
+            if ((v & 0xffffffff00000000ull) == tag && id <= h->sites_cap &&
+                atomic_load_explicit(&sites[id - 1].key, memory_order_acquire) == key)
+                return id;
+            continue;
+        }
+        uint32_t next = atomic_load_explicit(&g_sites_next, memory_order_relaxed);
+        if (next >= h->sites_cap || (!coarse && next >= h->sites_cap - h->sites_cap / 8))
+            return 0;
+        uint32_t i = atomic_fetch_add(&g_sites_next, 1);
+        if (i >= h->sites_cap) return 0;
+        atomic_store_explicit(&sites[i].key, key, memory_order_release);
         uint64_t zero = 0;
-        if (!atomic_compare_exchange_strong(&sites[i].key, &zero, key)) {
-            if (zero == key) return i + 1;
+        if (!atomic_compare_exchange_strong(slot, &zero, tag | (i + 1))) {
+            /* Another thread took this index slot: entry i stays a hole. */
+            atomic_store_explicit(&sites[i].key, 0, memory_order_relaxed);
+            probe--; /* look at the slot again: it may be our key */
             continue;
         }
         *fresh = &sites[i];
@@ -755,6 +821,12 @@ static uint32_t site_slot(struct lks_header *h, uint64_t key, int coarse,
         return i + 1;
     }
     return 0;
+}
+
+/* Claimed sites, a prefix of the table (for the fork copy). */
+static uint32_t sites_claimed(const struct lks_header *h) {
+    uint32_t n = atomic_load(&g_sites_next);
+    return n < h->sites_cap ? n : h->sites_cap;
 }
 
 LKS_EXPORT uint32_t lks_site_intern_frames(uint64_t hash, const uint32_t *frame_ids, int n,

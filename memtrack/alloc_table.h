@@ -84,9 +84,8 @@ static inline uint64_t region_hash(uintptr_t p) {
 /* cap is 2^k or 3 * 2^k (>= 16), so that a stripe grows by 1.5 or 4/3 and
  * stays above 53 % load: at most 45 bytes of records per live block. */
 static inline uint32_t slot_of(uintptr_t p, uint32_t cap) {
-    uint32_t base = (uint32_t)(((uint64_t)(uint32_t)page_hash(p) * cap) >> 32);
-    uint32_t slot = base + (uint32_t)((p >> 4) & 0xff);
-    return slot < cap ? slot : slot % cap;
+    uint64_t h = (uint64_t)(p >> 4) * 0x9E3779B97F4A7C15ull;
+    return (uint32_t)(((h >> 32) * cap) >> 32);
 }
 
 static inline uint32_t slot_next(uint32_t i, uint32_t cap) { return i + 1 == cap ? 0 : i + 1; }

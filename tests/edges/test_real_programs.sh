@@ -46,10 +46,15 @@ kill -TERM "$PYPID"; wait $PYJOB
 lks run --quiet --summary "$TMP/mp.json" -- "$PY" "$HERE/py_multiproc.py" >"$TMP/mp.out" 2>&1
 parent=$(awk '/^parent/ {print $2}' "$TMP/mp.out")
 m() { jq -r "$1" "$TMP/mp.json"; }
-check "multiprocessing: 3 workers forked from the parent, ppid and forked_from" "3" \
-  "$(m "[.processes[] | select(.ppid == $parent and .forked_from == $parent)] | length")"
-check "multiprocessing: each worker inherited the 50 sockets" "50,50,50" \
-  "$(m "[.processes[] | select(.forked_from == $parent) | .fd.by_subsystem.socket.open] | map(tostring) | join(\",\")")"
+workers=$(awk '/^workers/ {$1 = ""; print}' "$TMP/mp.out" | xargs)
+check_true "multiprocessing: at most 3 workers seen, at least one did work ($workers)" \
+  test "$(m "[.processes[] | select(.forked_from == $parent)] | length")" -le 3 -a -n "$workers"
+for w in $workers; do
+  check "multiprocessing: worker $w (did work) forked from the parent, ppid and forked_from" 1 \
+    "$(m "[.processes[] | select(.pid == $w and .ppid == $parent and .forked_from == $parent)] | length")"
+done
+check "multiprocessing: each worker inherited the 50 sockets" "" \
+  "$(m "[.processes[] | select(.forked_from == $parent) | .fd.by_subsystem.socket.open | select(. != 50)] | map(tostring) | join(\",\")")"
 check "multiprocessing: workers are marked as inheriting at least 50" true \
   "$(m "[.processes[] | select(.forked_from == $parent) | .fd.inherited_by_fork >= 50] | all")"
 check "multiprocessing: no worker has a leak" 0 "$(m "[.leaks[] | select(.pid != $parent)] | length")"
