@@ -59,6 +59,8 @@ struct series_reader {
     size_t nsyms, syms_cap;
     void *buf; /* the segment being sampled (load_segment) */
     size_t buf_len;
+    int seg_fd;        /* its file, for what is read only on need */
+    int frames_loaded; /* frames, string keys and strings are in buf */
 };
 
 static void proc_sym_free(struct proc_sym *p) { lks_symbolizer_free(p->sym); }
@@ -98,6 +100,7 @@ struct series_reader *series_reader_new(unsigned top_sites, uint32_t idle_ms) {
     if (!r) return NULL;
     r->top_sites = top_sites ? top_sites : 10;
     r->idle_ms = idle_ms;
+    r->seg_fd = -1;
     return r;
 }
 
@@ -115,6 +118,7 @@ void series_reader_free(struct series_reader *r) {
     syms_sweep(r, UINT64_MAX);
     free(r->syms);
     free(r->buf);
+    if (r->seg_fd >= 0) close(r->seg_fd);
     free(r);
 }
 
@@ -150,6 +154,30 @@ static int names_rehash(struct series_reader *r, size_t ncap, uint64_t min_round
 
 /* The cached names of a site, symbolizing it (with *sym, created on first
  * need) when new. NULL only when out of memory. */
+/* Reads len bytes at off into buf; 0 if all of them came. */
+static int read_at(int fd, void *buf, size_t len, uint64_t off) {
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return -1;
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+/* Frames, string keys and strings of the loaded segment, read on the first
+ * site not named yet: in the steady state every top site is, and a scrape
+ * copies no frame table. If the file cannot give them, they read as empty
+ * (frames print as "?"). */
+static void frames_need(struct series_reader *r, struct lks_header *seg) {
+    if (r->frames_loaded) return;
+    r->frames_loaded = 1;
+    size_t len = seg->fds_off - seg->frames_off;
+    if (r->seg_fd < 0 || read_at(r->seg_fd, (char *)seg + seg->frames_off, len, seg->frames_off))
+        memset((char *)seg + seg->frames_off, 0, len);
+}
+
 static struct name_entry *site_names(struct series_reader *r, struct lks_header *seg,
                                      struct lks_symbolizer **sym, const struct lks_site *site) {
     /* *sym: this process's symbolizer, looked up on first need. */
@@ -165,6 +193,7 @@ static struct name_entry *site_names(struct series_reader *r, struct lks_header 
         }
         j = (j + 1) & (r->names_cap - 1);
     }
+    frames_need(r, seg);
     if (!*sym && !(*sym = proc_symbolizer(r, seg))) return NULL;
     char head[512], frames[FRAMES_TEXT];
     lks_symbolize_headline(*sym, site, head, sizeof head);
@@ -306,7 +335,7 @@ int series_sample(struct series_reader *r, struct lks_header *seg, const struct 
     uint32_t *top_heap = top_fd + k;
     unsigned nfd = 0, nheap = 0;
     struct lks_site *sites = lks_site_table(seg);
-    for (uint32_t i = 0; i < seg->sites_cap; i++) {
+    for (uint32_t i = 0; i < lks_sites_in_use(seg); i++) {
         struct lks_site *s = &sites[i];
         if (!s->key || !s->ready) continue;
         if (s->fd_open > 0) top_insert(top_fd, vals, &nfd, k, i, s->fd_open);
@@ -347,18 +376,6 @@ void series_proc_free(struct series_proc *p) {
     p->nsites = 0;
 }
 
-/* Reads len bytes at off into buf; 0 if all of them came. */
-static int read_at(int fd, void *buf, size_t len, uint64_t off) {
-    size_t got = 0;
-    while (got < len) {
-        ssize_t n = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return -1;
-        got += (size_t)n;
-    }
-    return 0;
-}
-
 /* A private, validated copy of what sampling reads, in the reader's reused
  * buffer: the header is checked by lks_segment_validate first, then only the
  * tables, the descriptors below fd_hiwater and the heap area are copied
@@ -367,6 +384,9 @@ static int read_at(int fd, void *buf, size_t len, uint64_t off) {
  * Returns NULL; *skip says why when the file is not one we may read. */
 static struct lks_header *load_segment(struct series_reader *r, const char *path, int *skip) {
     *skip = -1;
+    if (r->seg_fd >= 0) close(r->seg_fd);
+    r->seg_fd = -1;
+    r->frames_loaded = 0;
     struct stat st;
     char err[400];
     int fd = lks_open_regular(path, 1, &st, err, sizeof err);
@@ -406,10 +426,12 @@ static struct lks_header *load_segment(struct series_reader *r, const char *path
     }
     uint64_t hiwater = (uint64_t)(uint32_t)atomic_load(&h->fd_hiwater);
     if (hiwater > h->fds_cap) hiwater = h->fds_cap;
-    /* Everything before the descriptor table: subsystems, modules, sites,
-     * frames and strings (the layout of segment.h). */
-    uint64_t tables_end = h->fds_off;
-    if (read_at(fd, (char *)h + sizeof *h, tables_end - sizeof *h, sizeof *h) != 0 ||
+    /* Subsystems, modules and sites (only the claimed prefix when the
+     * writer says where it ends; the layout of segment.h); frames and
+     * strings only on need (frames_need). */
+    uint64_t sites_end = h->sites_off + (uint64_t)lks_sites_in_use(h) * sizeof(struct lks_site);
+    if (sites_end > h->frames_off) sites_end = h->frames_off;
+    if (read_at(fd, (char *)h + sizeof *h, sites_end - sizeof *h, sizeof *h) != 0 ||
         read_at(fd, lks_fd_table(h), hiwater * sizeof(struct lks_fd), h->fds_off) != 0) {
         close(fd);
         return NULL;
@@ -424,7 +446,7 @@ static struct lks_header *load_segment(struct series_reader *r, const char *path
             attempt == TORN_RETRIES)
             break;
     }
-    close(fd);
+    r->seg_fd = fd;
     atomic_store(&h->fd_hiwater, (int32_t)hiwater);
     h->comm[sizeof h->comm - 1] = 0;
     h->role[sizeof h->role - 1] = 0;

@@ -395,37 +395,62 @@ int lks_segment_load_head(const char *path, struct lks_segment_head *out, char *
     return 0;
 }
 
+/* Reads the data of fd into buf (len bytes, zero-filled already): only the
+ * ranges the file has data in (tmpfs keeps holes), so a reader's cost is
+ * what the writer wrote, not the segment's capacity. 0, or -1 if the file
+ * ended early. */
+static int pread_present(int fd, char *buf, size_t len) {
+    off_t off = 0;
+    while ((size_t)off < len) {
+        off_t data = lseek(fd, off, SEEK_DATA);
+        if (data < 0) return errno == ENXIO ? 0 : pread_full(fd, buf + off, len - (size_t)off, off);
+        if ((size_t)data >= len) return 0;
+        off_t hole = lseek(fd, data, SEEK_HOLE);
+        if (hole < 0 || (size_t)hole > len) hole = (off_t)len;
+        if (pread_full(fd, buf + data, (size_t)(hole - data), data) != 0) return -1;
+        off = hole;
+    }
+    return 0;
+}
+
+static size_t copy_len(size_t len) { return (len + 4095) & ~(size_t)4095; }
+
 struct lks_header *lks_segment_load(const char *path, char *err, size_t errlen) {
     struct lks_header hdr;
     struct stat st;
     int fd = open_segment(path, &hdr, &st, err, errlen);
     if (fd < 0) return NULL;
     size_t len = (size_t)hdr.total_size;
-    void *buf = aligned_alloc(64, (len + 63) & ~(size_t)63);
-    if (!buf) {
+    /* Anonymous pages: the holes cost neither a copy nor memory. */
+    void *buf = mmap(NULL, copy_len(len), PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (buf == MAP_FAILED) {
         lks_set_err(err, errlen, "%s: out of memory", path);
         close(fd);
         return NULL;
     }
-    int rc = pread_full(fd, buf, len, 0);
+    int rc = pread_present(fd, buf, len);
     close(fd);
     char why[300];
     if (rc != 0) {
         lks_set_err(err, errlen, "%s: truncated while being read", path);
-        free(buf);
+        munmap(buf, copy_len(len));
         return NULL;
     }
     /* The writer may have replaced the file between the two reads. */
     if (lks_segment_validate(buf, len, why, sizeof why) != 0) {
         lks_set_err(err, errlen, "%s: %s", path, why);
-        free(buf);
+        munmap(buf, copy_len(len));
         return NULL;
     }
     sanitize_copy(buf);
     return buf;
 }
 
-void lks_segment_free(struct lks_header *h) { free(h); }
+/* The copy's total_size was checked against its length by the load. */
+void lks_segment_free(struct lks_header *h) {
+    if (h) munmap(h, copy_len((size_t)h->total_size));
+}
 
 struct lks_header *lks_segment_map_rw(const char *path, size_t *lenp, char *err, size_t errlen) {
     struct lks_header hdr;

@@ -160,7 +160,10 @@ struct lks_header {
     uint32_t strings_size;
     _Atomic uint32_t frames_used;
     _Atomic uint32_t strings_used; /* bytes of the string area in use (>= 1) */
-    _Atomic uint32_t _pad2;
+    /* The shims claim sites in order: entries at and past sites_claimed are
+     * empty, so readers need not copy them. 0: unknown (another producer's
+     * layout), the whole table may be in use. */
+    _Atomic uint32_t sites_claimed;
     _Atomic uint64_t frames_dropped;  /* frames stored as 0 (table full) */
     _Atomic uint64_t strings_dropped; /* strings stored as "" (area full) */
     _Atomic uint64_t sites_coarse;    /* sites interned on a shortened stack */
@@ -320,6 +323,12 @@ struct lks_header *lks_segment_create_unpublished(const char *dir, pid_t pid, ui
                                                   uint32_t sites_cap, uint64_t heap_size,
                                                   char *err, size_t errlen);
 void lks_segment_publish(struct lks_header *h);
+
+/* Sites a reader must look at: the claimed prefix, or the whole table. */
+static inline uint32_t lks_sites_in_use(struct lks_header *h) {
+    uint32_t n = atomic_load(&h->sites_claimed);
+    return n && n < h->sites_cap ? n : h->sites_cap;
+}
 
 /* Section accessors for a validated (or self-created) segment. */
 static inline struct lks_subsys *lks_subsys_table(struct lks_header *h) {

@@ -386,6 +386,7 @@ static void fork_child_segment(int raw) {
     present_ranges(parent, &pr);
     pr.child_fd = open_segment_file(getpid(), O_RDWR);
     uint32_t nsites = sites_claimed(parent);
+    h->sites_claimed = nsites;
     copy_present(h, parent, &pr, parent->sites_off, sizeof(struct lks_site) * nsites);
     /* Same capacities (same code, same environment), so ids stay valid. */
     if (parent->frames_cap == h->frames_cap && parent->strkeys_cap == h->strkeys_cap &&
@@ -816,6 +817,12 @@ static uint32_t site_slot(struct lks_header *h, uint64_t key, int coarse,
             probe--; /* look at the slot again: it may be our key */
             continue;
         }
+        uint32_t claimed = atomic_load_explicit(&h->sites_claimed, memory_order_relaxed);
+        while (claimed < i + 1 &&
+               !atomic_compare_exchange_weak_explicit(&h->sites_claimed, &claimed, i + 1,
+                                                      memory_order_release,
+                                                      memory_order_relaxed))
+            ;
         *fresh = &sites[i];
         site_list_add(h, i);
         return i + 1;

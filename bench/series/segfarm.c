@@ -85,6 +85,7 @@ static void fill(struct lks_header *h, pid_t pid, unsigned nsites, const char *e
         s[i].ready = 1;
     }
     h->sites_used = nsites;
+    h->sites_claimed = nsites; /* the shims' layout: claimed sites are a prefix */
     struct lks_fd *fds = lks_fd_table(h);
     for (int fd = 0; fd < OPEN_FDS; fd++) {
         fds[fd].in_use = 1;
