@@ -157,6 +157,29 @@ static int mode_fork(void) {
     return 0;
 }
 
+/* The parent closes two pipe ends and makes new pipes the moment fork
+ * returns, as multiprocessing does: the child must still hold the four ends
+ * it got (and none of the new ones), whenever its fork handler runs. */
+static int mode_fork_then_close(void) {
+    int a[2], b[2];
+    frontier_leak_files(3);
+    if (pipe(a) != 0 || pipe(b) != 0) return 1;
+    fflush(stdout);
+    pid_t p = fork();
+    if (p == 0) {
+        usleep(100000);
+        printf("child %d\n", (int)getpid());
+        exit(0);
+    }
+    close(a[1]);
+    close(b[0]);
+    probe_leak_pipes(2);
+    int st;
+    waitpid(p, &st, 0);
+    printf("parent done\n");
+    return 0;
+}
+
 static int mode_close_range(void) {
     frontier_leak_files(10);
     if (close_range(3, ~0U, 0) != 0) return 1;
@@ -294,6 +317,7 @@ int main(int argc, char **argv) {
     if (!strcmp(m, "forkexec")) return mode_forkexec(arg ? arg : 1000);
     if (!strcmp(m, "spawn")) return mode_spawn();
     if (!strcmp(m, "fork")) return mode_fork();
+    if (!strcmp(m, "fork_then_close")) return mode_fork_then_close();
     if (!strcmp(m, "close_range")) return mode_close_range();
     if (!strcmp(m, "dup2")) return mode_dup2();
     if (!strcmp(m, "signal")) return mode_signal();
