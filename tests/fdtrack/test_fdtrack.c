@@ -278,6 +278,21 @@ Test(fdtrack, fork_child_keeps_what_it_had_at_the_fork) {
     lks_segment_free(c);
 }
 
+Test(fdtrack, descriptors_received_over_a_unix_socket) {
+    struct run r;
+    run_both(&r, (char *[]){"scm_rights", NULL});
+    struct lks_header *h = load(r.pid);
+    cr_expect_eq(site_open(h, "frontier", "probe_receive_fds", NULL), 1,
+                 "the received file is a frontier file, created where it was received");
+    cr_expect_eq(site_open(h, "pipe", "probe_receive_fds", NULL), 1);
+    cr_expect_eq(subsys(h, "pipe")->fd_open, 2, "the received end and the other one");
+    cr_expect_eq(subsys(h, "pipe")->fd_closed, 2, "the sent end and the received end's dup");
+    cr_expect_eq(h->fd_unknown_close, 0);
+    cr_expect_eq(h->fd_unattributed, 0);
+    check_invariant(h);
+    lks_segment_free(h);
+}
+
 Test(fdtrack, close_range_closes_tracked_descriptors) {
     struct run r;
     run_both(&r, (char *[]){"close_range", NULL});
