@@ -65,6 +65,9 @@ static void notes_text(FILE *out, const struct probes *p, int want_fd, int want_
                     "%llu could not be unwound (shown as the syscall's address only)\n",
                     (unsigned long long)p->stacks_unwound, (unsigned long long)p->stacks,
                     (unsigned long long)(p->stacks - p->stacks_unwound));
+        if (p->children_missed)
+            fprintf(out, "attach: %llu forked children not followed (more than %d live at once)\n",
+                    (unsigned long long)p->children_missed, PROBES_MAX_TARGETS);
         if (p->events_lost)
             fprintf(out, "attach: %llu descriptor events lost (ring buffer full): counts are low\n",
                     (unsigned long long)p->events_lost);

@@ -46,6 +46,10 @@ static struct lks_rules g_rules;
 static char g_dir[400];
 static void (*g_fork_hooks[4])(void);
 static _Atomic int g_nfork_hooks;
+/* The descriptor table as it was at the fork (private memory, so the child
+ * has it exactly): see fork_prepare. */
+static struct lks_fd *g_fork_fds;
+static uint32_t g_fork_nfd;
 
 /* Stack hash -> stack-rule bits: a known stack costs one look-up. */
 #define BITS_CACHE 16384
@@ -142,6 +146,8 @@ static void write_subsys_names(struct lks_header *h) {
     atomic_store(&h->subsys_used, (uint32_t)g_rules.nnames);
 }
 
+static void fork_prepare(void);
+static void fork_parent(void);
 static void fork_child(void);
 static void fork_child_segment(int raw);
 static uint32_t sites_claimed(const struct lks_header *h);
@@ -212,7 +218,7 @@ static void init_locked(void) {
     lks_segment_dir_sweep_maybe(g_dir); /* dead segments of this user (docs/SEGMENTS.md) */
     lks_modmap_init(&g_rules);
     if (pthread_key_create(&g_cap_key, cap_release) == 0) atomic_store(&g_cap_key_ok, 1);
-    pthread_atfork(NULL, NULL, fork_child);
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
     struct live *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (page != MAP_FAILED && madvise(page, 4096, MADV_WIPEONFORK) == 0) g_live = page;
     else if (page != MAP_FAILED) munmap(page, 4096);
@@ -333,6 +339,38 @@ static void copy_present(struct lks_header *h, struct lks_header *parent,
     }
 }
 
+/* Runs in the parent just before fork (atfork prepare): the parent keeps
+ * changing its table in the shared segment right after fork returns
+ * (multiprocessing closes the child's pipe ends at once), before the child's
+ * handler has copied it; so the child copies its inherited descriptors from
+ * this private snapshot, which fork gives it exactly as it was. glibc holds
+ * its atfork lock from here to the parent or child handler: one fork at a
+ * time. Without memory for it the child copies the live table. */
+static void fork_prepare(void) {
+    struct lks_header *h = lks_trace_seg();
+    if (!h) return;
+    uint32_t nfd = (uint32_t)atomic_load(&h->fd_hiwater);
+    if (nfd > h->fds_cap) nfd = h->fds_cap;
+    if (nfd == 0) return;
+    size_t len = sizeof(struct lks_fd) * nfd;
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return;
+    memcpy(p, lks_fd_table(h), len);
+    g_fork_fds = p;
+    g_fork_nfd = nfd;
+}
+
+/* Drops the snapshot of fork_prepare, in the parent and in the child, after
+ * the fork. */
+static void fork_fds_release(void) {
+    if (!g_fork_fds) return;
+    munmap(g_fork_fds, sizeof(struct lks_fd) * g_fork_nfd);
+    g_fork_fds = NULL;
+    g_fork_nfd = 0;
+}
+
+static void fork_parent(void) { fork_fds_release(); }
+
 /* After fork, the child gets a segment of its own that starts from the
  * parent's state: its live descriptors, live allocations and call sites.
  * Totals restart so that opened - closed == open still holds. The parent's
@@ -397,10 +435,11 @@ static void fork_child_segment(int raw) {
                      sizeof(struct lks_strkey) * h->strkeys_cap);
         copy_present(h, parent, &pr, parent->strings_off, h->strings_size);
     }
-    uint32_t nfd = (uint32_t)parent->fd_hiwater;
+    uint32_t nfd = g_fork_fds ? g_fork_nfd : (uint32_t)parent->fd_hiwater;
     if (nfd > h->fds_cap) nfd = h->fds_cap;
     if (nfd > parent->fds_cap) nfd = parent->fds_cap;
-    memcpy(lks_fd_table(h), lks_fd_table(parent), sizeof(struct lks_fd) * nfd);
+    memcpy(lks_fd_table(h), g_fork_fds ? g_fork_fds : lks_fd_table(parent),
+           sizeof(struct lks_fd) * nfd);
     uint64_t heap = parent->heap_size < h->heap_size ? parent->heap_size : h->heap_size;
     if (parent->heap_off == h->heap_off) copy_present(h, parent, &pr, parent->heap_off, heap);
     if (pr.parent_fd >= 0) syscall(SYS_close, pr.parent_fd);
@@ -449,7 +488,10 @@ static void fork_child_segment(int raw) {
     lks_in_hook--;
 }
 
-static void fork_child(void) { fork_child_segment(0); }
+static void fork_child(void) {
+    fork_child_segment(0);
+    fork_fds_release();
+}
 
 __attribute__((destructor)) static void trace_exit(void) {
     struct lks_header *h = lks_trace_seg();

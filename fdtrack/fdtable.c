@@ -370,6 +370,7 @@ void fdt_set_port(struct lks_header *h, int fd, unsigned port, int listener) {
 static int probe_fd(int fd, char *path, size_t len, unsigned *port) {
     char link[64];
     *port = 0;
+    path[0] = 0;
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
     ssize_t n = readlink(link, path, len - 1);
     if (n <= 0) return LKS_KIND_UNKNOWN;
@@ -412,6 +413,30 @@ static int probe_fd(int fd, char *path, size_t len, unsigned *port) {
         if (S_ISSOCK(st.st_mode)) return LKS_KIND_UNIX;
     }
     return LKS_KIND_FILE;
+}
+
+/* A descriptor passed by another process (multiprocessing's forkserver sends
+ * each child its pipes this way) is a creation like any other: without it
+ * the receiver's dup and close of it were of a descriptor nobody knew. */
+__attribute__((noinline)) void fdt_received(struct lks_header *h, const struct msghdr *msg) {
+    struct origin o;
+    origin_capture(&o);
+    int64_t now = lks_now_ns();
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        const unsigned char *data = CMSG_DATA(c);
+        for (size_t i = 0; i < n; i++) {
+            int fd;
+            char path[512];
+            unsigned port;
+            memcpy(&fd, data + i * sizeof fd, sizeof fd);
+            int kind = probe_fd(fd, path, sizeof path, &port);
+            int subsys = classify(&o, kind, path[0] == '/' ? path : NULL, port);
+            entry_put(h, fd, kind, subsys, origin_site(&o, subsys), port, 0, now,
+                      socket_inode(fd, kind));
+        }
+    }
 }
 
 void fdt_adopt(struct lks_header *h, int fd, int subsys_override, uint16_t flags) {

@@ -20,6 +20,11 @@ void fdt_created(struct lks_header *h, int fd, int err, int kind, const char *pa
 /* Both ends of a pipe or socketpair, or the failure to make them. */
 void fdt_created_pair(struct lks_header *h, const int fds[2], int ok, int err, int kind);
 
+/* Descriptors that arrived in msg (SCM_RIGHTS, recvmsg): new in this
+ * process, created where they were received, of the kind the kernel says. */
+struct msghdr;
+void fdt_received(struct lks_header *h, const struct msghdr *msg);
+
 /* newfd is a duplicate of oldfd (dup, dup2, dup3, F_DUPFD): it belongs to
  * oldfd's subsystem, with the duplicating call site. */
 void fdt_duplicated(struct lks_header *h, int oldfd, int newfd, int err);

@@ -367,6 +367,40 @@ EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
     return nfd;
 }
 
+/* A message can carry descriptors (SCM_RIGHTS); most carry none. */
+static int has_rights(struct msghdr *msg) {
+    if (!msg || !msg->msg_control || msg->msg_controllen < CMSG_LEN(sizeof(int))) return 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) return 1;
+    return 0;
+}
+
+EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags) {
+    REAL(recvmsg);
+    struct lks_header *h = enter();
+    if (!h) return real_recvmsg(fd, msg, flags);
+    ssize_t ret = real_recvmsg(fd, msg, flags);
+    int err = errno;
+    if (ret >= 0 && has_rights(msg)) fdt_received(h, msg);
+    leave();
+    errno = err;
+    return ret;
+}
+
+EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags,
+                    struct timespec *timeout) {
+    REAL(recvmmsg);
+    struct lks_header *h = enter();
+    if (!h) return real_recvmmsg(fd, vec, vlen, flags, timeout);
+    int ret = real_recvmmsg(fd, vec, vlen, flags, timeout);
+    int err = errno;
+    for (int i = 0; i < ret; i++)
+        if (has_rights(&vec[i].msg_hdr)) fdt_received(h, &vec[i].msg_hdr);
+    leave();
+    errno = err;
+    return ret;
+}
+
 /* connect and bind create nothing, but tell us the port that classifies. */
 EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
     REAL(connect);

@@ -149,6 +149,31 @@ static __always_inline void send_small(unsigned int type, long nr, int fd, int f
     bpf_ringbuf_submit(e, 0);
 }
 
+/* A successful exec, with the new program's name and which descriptors
+ * survived it: at the syscall's exit the new program has not run yet, so
+ * the open bitmap is exactly what close-on-exec left (the loader reading
+ * /proc later would see a program that may have moved on, or exited). */
+static __always_inline void send_exec(long nr) {
+    struct fdp_event *e = bpf_ringbuf_reserve(&events, sizeof(*e) + FDP_EXEC_FDS / 8, 0);
+    if (!e) {
+        stat_inc(FDP_STAT_LOST);
+        return;
+    }
+    fill_header(e, FDP_EXEC, nr);
+    bpf_get_current_comm(e->path, 16);
+    __builtin_memset(e->regs, 0, sizeof(e->regs));
+    struct task_struct *task = bpf_get_current_task_btf();
+    unsigned long *open = BPF_CORE_READ(task, files, fdt, open_fds);
+    unsigned int max = BPF_CORE_READ(task, files, fdt, max_fds);
+    /* The bitmap holds max_fds bits (at least 64): read what exists. */
+    if (max >= 1024 && bpf_probe_read_kernel(e->stack, 128, open) == 0) e->stack_len = 128;
+    else if (max >= 512 && bpf_probe_read_kernel(e->stack, 64, open) == 0) e->stack_len = 64;
+    else if (max >= 256 && bpf_probe_read_kernel(e->stack, 32, open) == 0) e->stack_len = 32;
+    else if (max >= 128 && bpf_probe_read_kernel(e->stack, 16, open) == 0) e->stack_len = 16;
+    else if (bpf_probe_read_kernel(e->stack, 8, open) == 0) e->stack_len = 8;
+    bpf_ringbuf_submit(e, 0);
+}
+
 /* Copies the user registers and as much of the top of the user stack as is
  * mapped (the main thread's stack may end a few KiB above sp). */
 static __always_inline void capture_stack(struct fdp_event *e) {
@@ -229,7 +254,7 @@ int BPF_PROG(fdp_sys_exit, struct pt_regs *regs, long ret) {
         return 0;
     case 59:
     case 322: /* execve, execveat */
-        if (ret == 0) send_small(FDP_EXEC, nr, -1, -1, 0, 0);
+        if (ret == 0) send_exec(nr);
         return 0;
     case 72: /* fcntl: only F_DUPFD / F_DUPFD_CLOEXEC create */
         if (p.args[1] != 0 && p.args[1] != 1030) return 0;

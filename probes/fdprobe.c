@@ -71,6 +71,52 @@ static int add_target(struct probes *p, pid_t pid, uint32_t features) {
     return p->ntargets++;
 }
 
+/* A child forked while traced: followed from the parent's table as
+ * replayed so far (target_fork_from). Past PROBES_MAX_TARGETS live ones,
+ * the kernel is told to drop it and the output says how many. */
+static void follow_child(struct probes *p, struct lks_target *parent, pid_t child) {
+    int c = add_target(p, child, LKS_FEATURE_FD);
+    if (c >= 0) {
+        target_fork_from(&p->targets[c], parent);
+        return;
+    }
+    uint32_t key = (uint32_t)child;
+    bpf_map__delete_elem(p->fd_skel->maps.targets, &key, sizeof key, 0);
+    p->children_missed++;
+}
+
+/* A child's last thread exited: its segment is final, its slot is free for
+ * the next child (a server forking one per job runs many more than fit). */
+static void drop_child(struct probes *p, int i) {
+    target_close(&p->targets[i]);
+    unwinder_free(p->unwinders[i]);
+    p->ntargets--;
+    if (i != p->ntargets) {
+        p->targets[i] = p->targets[p->ntargets];
+        p->unwinders[i] = p->unwinders[p->ntargets];
+    }
+    memset(&p->targets[p->ntargets], 0, sizeof p->targets[p->ntargets]);
+    p->unwinders[p->ntargets] = NULL;
+}
+
+/* A successful exec: the descriptors it left (nbits of them in the event's
+ * bitmap), the new program's name and image. It is no longer a fork
+ * without exec. */
+static void exec_done(struct probes *p, int i, const struct fdp_event *e, unsigned nbits) {
+    struct lks_target *t = &p->targets[i];
+    char link[64], exe[sizeof t->seg->exe];
+    target_fd_reconcile(t, e->stack, nbits);
+    if (p->unwinders[i]) unwinder_refresh(p->unwinders[i]);
+    t->seg->forked_from = 0;
+    snprintf(t->seg->comm, sizeof t->seg->comm, "%.*s", (int)sizeof t->seg->comm - 1, e->path);
+    snprintf(link, sizeof link, "/proc/%d/exe", (int)t->pid);
+    ssize_t n = readlink(link, exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        memcpy(t->seg->exe, exe, (size_t)n + 1);
+    }
+}
+
 static int on_event(void *ctx, void *data, size_t size) {
     struct probes *p = ctx;
     const struct fdp_event *e = data;
@@ -78,6 +124,7 @@ static int on_event(void *ctx, void *data, size_t size) {
     int i = target_index(p, e->tgid);
     if (i < 0) return 0;
     struct lks_target *t = &p->targets[i];
+    t->event_ns = (int64_t)e->ts_ns;
 
     uint64_t frames[LKS_MAX_FRAMES];
     int n = 0;
@@ -131,16 +178,14 @@ static int on_event(void *ctx, void *data, size_t size) {
         target_fd_set_port(t, e->fd, e->port, (int)e->listener);
         break;
     case FDP_EXEC:
-        target_fd_reconcile(t);
-        if (p->unwinders[i]) unwinder_refresh(p->unwinders[i]);
+        exec_done(p, i, e, size >= sizeof *e + e->stack_len ? e->stack_len * 8 : 0);
         break;
-    case FDP_FORK: {
-        int c = add_target(p, (pid_t)e->fd, LKS_FEATURE_FD);
-        if (c >= 0) target_fd_snapshot(&p->targets[c]);
+    case FDP_FORK:
+        follow_child(p, t, (pid_t)e->fd);
         break;
-    }
     case FDP_EXIT:
         t->gone = 1;
+        if (i > 0) drop_child(p, i);
         break;
     }
     return 0;

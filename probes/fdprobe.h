@@ -12,6 +12,7 @@
 #define FDP_STACK_MAX 8192 /* bytes of user stack copied at a creation */
 #define FDP_PATH_MAX 256
 #define FDP_NREGS 17 /* x86-64 DWARF registers 0..16 (rax .. rip) */
+#define FDP_EXEC_FDS 1024 /* descriptors whose open bit an exec event carries */
 
 enum fdp_type {
     FDP_CREATE = 1, /* fd (and fd2 for pairs) created, or failed with err */
@@ -20,8 +21,9 @@ enum fdp_type {
     FDP_CLOSE,      /* fd closed */
     FDP_CLOSE_RANGE,/* fd .. fd2 closed */
     FDP_PORT,       /* fd connected (or bound: listener = 1) to port */
-    FDP_EXEC,       /* the process exec'd: close-on-exec descriptors are gone */
-    FDP_FORK,       /* a traced process forked child pid fd */
+    FDP_EXEC,       /* the process exec'd: close-on-exec descriptors are gone; path is
+                       the new comm, stack[stack_len] which descriptors are left */
+    FDP_FORK,       /* a traced process forked child pid fd (a new thread group) */
     FDP_EXIT,       /* the traced process exited (last thread) */
 };
 
@@ -44,7 +46,8 @@ struct fdp_event {
     unsigned long long ts_ns; /* CLOCK_MONOTONIC */
     unsigned long long regs[FDP_NREGS]; /* DWARF order; 0 when no stack */
     char path[FDP_PATH_MAX]; /* open's path argument as given */
-    unsigned char stack[];   /* creation events only: FDP_STACK_MAX bytes from regs[7] */
+    unsigned char stack[];   /* creations: FDP_STACK_MAX bytes from regs[7]; exec: the
+                                open-descriptor bitmap right after it (bit fd of byte fd/8) */
 };
 
 /* Counters the loader reads at the end (array map "fdp_stats"). */

@@ -16,7 +16,7 @@
 #include "rules.h"
 #include "target.h"
 
-#define PROBES_MAX_TARGETS 64
+#define PROBES_MAX_TARGETS 64 /* live at once: a child's slot is freed at its exit */
 
 struct probes_opts {
     pid_t pid;
@@ -52,6 +52,7 @@ struct probes {
     /* Call-site quality, said in the output. */
     uint64_t stacks, stacks_unwound, stacks_missing;
     uint64_t events_lost;
+    uint64_t children_missed; /* forked while PROBES_MAX_TARGETS were live */
     uint64_t heap_failed, heap_table_full, heap_unknown_frees;
     double attach_s, detach_s;
 };

@@ -332,20 +332,40 @@ static void entry_write(struct lks_fd *e, int kind, int subsys, uint32_t site, u
     atomic_store(&e->seq, (seq | 1) + 1);
 }
 
+static struct lks_fd entry_take(struct lks_target *t, int fd);
+static void count_closed(struct lks_target *t, const struct lks_fd *e);
+
+/* Stores an entry and counts it open in its subsystem and (unless inherited
+ * through fork: never the child's leak) its site. A number still held is
+ * being created again. If the entry is the snapshot's and the creation came
+ * before the snapshot was read, the snapshot saw this very descriptor: its
+ * entry is replaced uncounted. Otherwise its predecessor was closed where no
+ * probe saw it (SCM_RIGHTS, io_uring): closed out and counted, as fdtrack
+ * does. */
 static void entry_put(struct lks_target *t, int fd, int kind, int subsys, uint32_t site,
-                      unsigned port, uint16_t flags, uint64_t inode) {
+                      unsigned port, uint16_t flags, uint64_t inode, int64_t created) {
     struct lks_header *h = t->seg;
     if (fd < 0) return;
     if ((uint32_t)fd >= h->fds_cap) {
         atomic_fetch_add(&h->fd_untracked, 1);
         return;
     }
-    entry_write(&lks_fd_table(h)[fd], kind, subsys, site, port, flags, now_coarse_ns(), inode);
+    struct lks_fd prev = entry_take(t, fd);
+    if (prev.in_use && (prev.flags & (LKS_FD_INHERITED | LKS_FD_FORKED)) == LKS_FD_INHERITED &&
+        created < t->snapshot_ns) {
+        struct lks_subsys *from = &lks_subsys_table(h)[prev.subsys];
+        atomic_fetch_sub(&from->fd_open, 1);
+        atomic_fetch_sub(&from->fd_opened, 1);
+    } else if (prev.in_use) {
+        count_closed(t, &prev);
+        atomic_fetch_add(&h->fd_closed_unseen, 1);
+    }
+    entry_write(&lks_fd_table(h)[fd], kind, subsys, site, port, flags, created, inode);
     if (fd + 1 > atomic_load(&h->fd_hiwater)) atomic_store(&h->fd_hiwater, fd + 1);
     struct lks_subsys *ss = &lks_subsys_table(h)[subsys];
     atomic_fetch_add(&ss->fd_open, 1);
     atomic_fetch_add(&ss->fd_opened, 1);
-    struct lks_site *s = target_site_get(t, site);
+    struct lks_site *s = flags & LKS_FD_FORKED ? NULL : target_site_get(t, site);
     if (s) {
         atomic_fetch_add(&s->fd_open, 1);
         atomic_fetch_add(&s->fd_opened, 1);
@@ -392,7 +412,7 @@ static void count_closed(struct lks_target *t, const struct lks_fd *e) {
     struct lks_subsys *ss = &lks_subsys_table(t->seg)[e->subsys];
     atomic_fetch_sub(&ss->fd_open, 1);
     atomic_fetch_add(&ss->fd_closed, 1);
-    struct lks_site *s = target_site_get(t, e->site);
+    struct lks_site *s = e->flags & LKS_FD_FORKED ? NULL : target_site_get(t, e->site);
     if (s) atomic_fetch_sub(&s->fd_open, 1);
 }
 
@@ -424,7 +444,7 @@ void target_fd_created(struct lks_target *t, int fd, int err, int kind, const ch
         count_failed(t, subsys, site, err);
         return;
     }
-    entry_put(t, fd, kind, subsys, site, port, 0, 0);
+    entry_put(t, fd, kind, subsys, site, port, 0, 0, t->event_ns);
 }
 
 void target_fd_dup(struct lks_target *t, int oldfd, int newfd, int err, const uint64_t *frames,
@@ -440,7 +460,7 @@ void target_fd_dup(struct lks_target *t, int oldfd, int newfd, int err, const ui
     struct lks_fd prev = entry_take(t, newfd);
     if (prev.in_use) count_closed(t, &prev);
     entry_put(t, newfd, orig.in_use ? orig.kind : LKS_KIND_UNKNOWN, subsys, site, orig.port,
-              orig.flags & LKS_FD_LISTENER, orig.inode);
+              orig.flags & LKS_FD_LISTENER, orig.inode, t->event_ns);
 }
 
 void target_fd_accepted(struct lks_target *t, int listener, int fd, int err,
@@ -454,7 +474,7 @@ void target_fd_accepted(struct lks_target *t, int listener, int fd, int err,
         count_failed(t, subsys, site, err);
         return;
     }
-    entry_put(t, fd, kind, subsys, site, l.port, 0, 0);
+    entry_put(t, fd, kind, subsys, site, l.port, 0, 0, t->event_ns);
 }
 
 void target_fd_closed(struct lks_target *t, int fd) {
@@ -473,6 +493,16 @@ void target_fd_close_range(struct lks_target *t, unsigned first, unsigned last) 
     }
 }
 
+/* The return addresses of a site's frames (0 where a frame was lost). */
+static int site_addrs(struct lks_header *h, const struct lks_site *site, uint64_t *addrs) {
+    int n = 0;
+    for (; site && n < site->nframes && n < LKS_MAX_FRAMES; n++) {
+        const struct lks_frame *fr = lks_site_frame(h, site, n);
+        addrs[n] = fr ? fr->addr : 0;
+    }
+    return n;
+}
+
 void target_fd_set_port(struct lks_target *t, int fd, unsigned port, int listener) {
     if (fd < 0 || (uint32_t)fd >= t->seg->fds_cap || port == 0) return;
     struct lks_fd *e = &lks_fd_table(t->seg)[fd];
@@ -484,20 +514,16 @@ void target_fd_set_port(struct lks_target *t, int fd, unsigned port, int listene
     uint16_t flags = (uint16_t)(old.flags | (listener ? LKS_FD_LISTENER : 0));
     if (subsys != old.subsys) {
         uint64_t addrs[LKS_MAX_FRAMES];
-        int n = 0;
-        for (; site && n < site->nframes && n < LKS_MAX_FRAMES; n++) {
-            const struct lks_frame *fr = lks_site_frame(t->seg, site, n);
-            addrs[n] = fr ? fr->addr : 0;
-        }
+        int n = site_addrs(t->seg, site, addrs);
         uint32_t new_site = site ? target_site(t, addrs, n, bits, subsys) : 0;
         struct lks_subsys *from = &lks_subsys_table(t->seg)[old.subsys];
         atomic_fetch_sub(&from->fd_open, 1);
         atomic_fetch_sub(&from->fd_opened, 1);
-        if (site) {
+        if (site && !(old.flags & LKS_FD_FORKED)) {
             atomic_fetch_sub(&site->fd_open, 1);
             atomic_fetch_sub(&site->fd_opened, 1);
         }
-        entry_put(t, fd, old.kind, subsys, new_site, port, flags, old.inode);
+        entry_put(t, fd, old.kind, subsys, new_site, port, flags, old.inode, old.created_mono_ns);
         return;
     }
     entry_write(e, old.kind, old.subsys, old.site, port, flags, old.created_mono_ns, old.inode);
@@ -578,24 +604,56 @@ int target_fd_snapshot(struct lks_target *t) {
         if (fd <= 2) kind = LKS_KIND_STDIO;
         struct lks_subject subj = {.kind = kind, .port = port, .path = path[0] == '/' ? path : NULL};
         int subsys = lks_rules_classify(t->rules, &subj);
-        struct lks_fd prev = entry_take(t, fd);
-        if (prev.in_use) count_closed(t, &prev);
-        entry_put(t, fd, kind, subsys, 0, port, LKS_FD_INHERITED, inode);
+        entry_put(t, fd, kind, subsys, 0, port, LKS_FD_INHERITED, inode, now_coarse_ns());
         count++;
     }
     closedir(d);
     if (pidfd >= 0) close(pidfd);
+    struct timespec ts; /* the precise clock: event times are bpf_ktime_get_ns() */
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    t->snapshot_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
     return count;
 }
 
-void target_fd_reconcile(struct lks_target *t) {
+void target_fork_from(struct lks_target *c, struct lks_target *p) {
+    struct lks_header *ch = c->seg, *ph = p->seg;
+    ch->ppid = ph->pid;
+    ch->forked_from = ph->pid;
+    memcpy(ch->comm, ph->comm, sizeof ch->comm);
+    memcpy(ch->exe, ph->exe, sizeof ch->exe);
+    uint32_t nmod = atomic_load(&ph->modules_used);
+    if (nmod > LKS_MAX_MODULES) nmod = LKS_MAX_MODULES;
+    memcpy(lks_module_table(ch), lks_module_table(ph), sizeof(struct lks_module) * nmod);
+    atomic_store(&ch->modules_used, nmod);
+    free(c->maps);
+    c->maps = p->nmaps ? malloc(sizeof *c->maps * p->nmaps) : NULL;
+    c->nmaps = c->maps ? p->nmaps : 0;
+    if (c->maps) memcpy(c->maps, p->maps, sizeof *c->maps * p->nmaps);
+    unsigned top = (unsigned)atomic_load(&ph->fd_hiwater);
+    if (top > ph->fds_cap) top = ph->fds_cap;
+    for (unsigned fd = 0; fd < top; fd++) {
+        const struct lks_fd *e = &lks_fd_table(ph)[fd];
+        if (!e->in_use) continue;
+        struct lks_site *s = target_site_get(p, e->site);
+        uint64_t addrs[LKS_MAX_FRAMES];
+        int n = site_addrs(ph, s, addrs);
+        uint32_t site = s ? target_site(c, addrs, n, s->stack_rule_bits, e->subsys) : 0;
+        entry_put(c, (int)fd, e->kind, e->subsys, site, e->port,
+                  (uint16_t)(e->flags | LKS_FD_INHERITED | LKS_FD_FORKED), e->inode,
+                  e->created_mono_ns);
+    }
+}
+
+void target_fd_reconcile(struct lks_target *t, const unsigned char *open, unsigned nbits) {
     unsigned top = (unsigned)atomic_load(&t->seg->fd_hiwater);
     if (top > t->seg->fds_cap) top = t->seg->fds_cap;
     for (unsigned fd = 0; fd < top; fd++) {
         if (!lks_fd_table(t->seg)[fd].in_use) continue;
         char link[64], buf[8];
         snprintf(link, sizeof link, "/proc/%d/fd/%u", (int)t->pid, fd);
-        if (readlink(link, buf, sizeof buf) < 0 && errno == ENOENT) {
+        int gone = fd < nbits ? !(open[fd / 8] & (1u << (fd % 8)))
+                              : readlink(link, buf, sizeof buf) < 0 && errno == ENOENT;
+        if (gone) {
             struct lks_fd e = entry_take(t, (int)fd);
             if (e.in_use) count_closed(t, &e);
         }

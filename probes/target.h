@@ -33,6 +33,9 @@ struct lks_target {
     struct lks_symbolizer *sym;    /* function names for stack rules */
     uint64_t maps_gen;        /* module table reloads */
     int gone;                 /* the process exited */
+    int64_t event_ns;         /* when the event being replayed happened (CLOCK_MONOTONIC):
+                                 set by the loader before each target_fd_* call */
+    int64_t snapshot_ns;      /* when target_fd_snapshot finished reading /proc */
 };
 
 /* Creates pid's segment in dir for the given features (LKS_FEATURE_*),
@@ -75,7 +78,18 @@ void target_fd_set_port(struct lks_target *t, int fd, unsigned port, int listene
  * (LKS_FD_INHERITED, no site). Returns how many. */
 int target_fd_snapshot(struct lks_target *t);
 
-/* After exec: drops entries the kernel no longer has (close-on-exec). */
-void target_fd_reconcile(struct lks_target *t);
+/* A child forked by parent while traced (c just opened): its table is the
+ * parent's as replayed up to the fork, which is the kernel's copy at that
+ * moment; each entry is inherited (LKS_FD_FORKED), keeps the parent's call
+ * site and counts in no site of the child's, as with the shims. Its
+ * identity and modules are the parent's until it execs. Reading
+ * /proc/CHILD/fd instead would see the child later than the fork, and its
+ * first creations twice. */
+void target_fork_from(struct lks_target *c, struct lks_target *parent);
+
+/* After exec: drops entries the kernel no longer has (close-on-exec):
+ * those whose bit is clear in open (nbits descriptors, from the exec
+ * event), beyond that those /proc no longer lists. */
+void target_fd_reconcile(struct lks_target *t, const unsigned char *open, unsigned nbits);
 
 #endif

@@ -157,6 +157,79 @@ static int mode_fork(void) {
     return 0;
 }
 
+/* The parent closes two pipe ends and makes new pipes the moment fork
+ * returns, as multiprocessing does: the child must still hold the four ends
+ * it got (and none of the new ones), whenever its fork handler runs. */
+static int mode_fork_then_close(void) {
+    int a[2], b[2];
+    frontier_leak_files(3);
+    if (pipe(a) != 0 || pipe(b) != 0) return 1;
+    fflush(stdout);
+    pid_t p = fork();
+    if (p == 0) {
+        usleep(100000);
+        printf("child %d\n", (int)getpid());
+        exit(0);
+    }
+    close(a[1]);
+    close(b[0]);
+    probe_leak_pipes(2);
+    int st;
+    waitpid(p, &st, 0);
+    printf("parent done\n");
+    return 0;
+}
+
+/* Sends a frontier file and a pipe end to itself over a unix socket
+ * (SCM_RIGHTS), closes the originals, keeps what it received. */
+__attribute__((noinline)) int probe_receive_fds(int sock, int out[2]) {
+    char byte;
+    struct iovec iov = {&byte, 1};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(2 * sizeof(int))];
+    } ctl;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                         .msg_controllen = sizeof ctl.buf};
+    if (recvmsg(sock, &msg, 0) != 1) return -1;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    if (!c || c->cmsg_type != SCM_RIGHTS) return -1;
+    memcpy(out, CMSG_DATA(c), 2 * sizeof(int));
+    return 0;
+}
+
+static int mode_scm_rights(void) {
+    char path[512];
+    int sp[2], p[2], got[2];
+    snprintf(path, sizeof path, "%s/frontier", tmpdir());
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/frontier/sent.frontier", tmpdir());
+    int f = open(path, O_RDWR | O_CREAT, 0600);
+    if (f < 0 || pipe(p) != 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sp) != 0) return 1;
+    int send[2] = {f, p[0]};
+    char byte = 'x';
+    struct iovec iov = {&byte, 1};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof send)];
+    } ctl;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                         .msg_controllen = sizeof ctl.buf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof send);
+    memcpy(CMSG_DATA(c), send, sizeof send);
+    if (sendmsg(sp[0], &msg, 0) != 1) return 1;
+    close(f);
+    close(p[0]);
+    if (probe_receive_fds(sp[1], got) != 0) return 1;
+    int copy = dup(got[1]);
+    close(copy);
+    printf("scm_rights ok\n");
+    return 0;
+}
+
 static int mode_close_range(void) {
     frontier_leak_files(10);
     if (close_range(3, ~0U, 0) != 0) return 1;
@@ -294,6 +367,8 @@ int main(int argc, char **argv) {
     if (!strcmp(m, "forkexec")) return mode_forkexec(arg ? arg : 1000);
     if (!strcmp(m, "spawn")) return mode_spawn();
     if (!strcmp(m, "fork")) return mode_fork();
+    if (!strcmp(m, "fork_then_close")) return mode_fork_then_close();
+    if (!strcmp(m, "scm_rights")) return mode_scm_rights();
     if (!strcmp(m, "close_range")) return mode_close_range();
     if (!strcmp(m, "dup2")) return mode_dup2();
     if (!strcmp(m, "signal")) return mode_signal();

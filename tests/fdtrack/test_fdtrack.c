@@ -259,6 +259,40 @@ Test(fdtrack, fork_child_inherits_descriptors) {
     lks_segment_free(c);
 }
 
+Test(fdtrack, fork_child_keeps_what_it_had_at_the_fork) {
+    struct run r;
+    run_probe(&r, 1, NULL, (char *[]){"fork_then_close", NULL});
+    cr_assert_eq(r.status, 0);
+    int child = 0;
+    cr_assert(sscanf(r.out, "child %d", &child) == 1);
+    struct lks_header *p = load(r.pid), *c = load(child);
+    cr_expect_eq(subsys(p, "pipe")->fd_open, 6, "the parent closed 2 of its 4 ends, made 4");
+    cr_expect_eq(subsys(c, "pipe")->fd_open, 4, "the child holds the 4 ends of the fork");
+    cr_expect_eq(subsys(c, "pipe")->fd_opened, 4, "and none the parent made after it");
+    cr_expect_eq(subsys(c, "frontier")->fd_open, 3);
+    cr_expect_eq(c->fd_unattributed, 0, "the child's exit found no descriptor it did not know");
+    cr_expect_eq(c->fd_stale, 0);
+    check_invariant(p);
+    check_invariant(c);
+    lks_segment_free(p);
+    lks_segment_free(c);
+}
+
+Test(fdtrack, descriptors_received_over_a_unix_socket) {
+    struct run r;
+    run_both(&r, (char *[]){"scm_rights", NULL});
+    struct lks_header *h = load(r.pid);
+    cr_expect_eq(site_open(h, "frontier", "probe_receive_fds", NULL), 1,
+                 "the received file is a frontier file, created where it was received");
+    cr_expect_eq(site_open(h, "pipe", "probe_receive_fds", NULL), 1);
+    cr_expect_eq(subsys(h, "pipe")->fd_open, 2, "the received end and the other one");
+    cr_expect_eq(subsys(h, "pipe")->fd_closed, 2, "the sent end and the received end's dup");
+    cr_expect_eq(h->fd_unknown_close, 0);
+    cr_expect_eq(h->fd_unattributed, 0);
+    check_invariant(h);
+    lks_segment_free(h);
+}
+
 Test(fdtrack, close_range_closes_tracked_descriptors) {
     struct run r;
     run_both(&r, (char *[]){"close_range", NULL});
