@@ -208,12 +208,17 @@ static void aggregate_locked(struct lks_header *h, int final) {
     memset(w, 0, sizeof *w);
     w->now_ms = heap_clock_ms();
     w->gen = (uint16_t)atomic_load(&g_mark_gen);
-    for (uint32_t i = 0; i < g_sites_cap; i++)
-        g_scratch[i] = (struct site_scratch){UINT32_MAX, 0, 0};
-    walk_live(visit_rec, w);
-    counters_publish(h);
+    /* Only claimed sites (every record's site is one): a short process, or
+     * a fork child, does not touch (or copy) the whole scratch table. */
     uint32_t nlist;
     const uint32_t *list = lks_site_list(&nlist); /* only used sites: keep the segment sparse */
+    for (uint32_t k = 0; list && k < nlist; k++) {
+        uint32_t id = __atomic_load_n(&list[k], __ATOMIC_ACQUIRE);
+        if (id && id <= g_sites_cap) g_scratch[id - 1] = (struct site_scratch){UINT32_MAX, 0, 0};
+    }
+    walk_live(visit_rec, w);
+    counters_publish(h);
+    list = lks_site_list(&nlist);
     for (uint32_t k = 0; list && k < nlist; k++) {
         uint32_t id = __atomic_load_n(&list[k], __ATOMIC_ACQUIRE);
         if (!id || id > cap) continue;

@@ -216,9 +216,14 @@ void counters_after_fork(void) {
             rebase(&b->subsys[s].allocs, &b->subsys[s].live_allocs);
             if (LD(b->subsys[s].frees)) b->subsys[s].frees = 0;
         }
-        for (uint32_t k = 0; k < g_sites_cap; k++) {
-            rebase(&b->site[k].alloc_bytes, &b->site[k].live_bytes);
-            rebase(&b->site[k].allocs, &b->site[k].live_allocs);
+        /* Claimed sites only: a block's other entries were never written. */
+        uint32_t nlist;
+        const uint32_t *list = lks_site_list(&nlist);
+        for (uint32_t j = 0; list && j < nlist; j++) {
+            uint32_t id = __atomic_load_n(&list[j], __ATOMIC_ACQUIRE);
+            if (!id || id > g_sites_cap) continue;
+            rebase(&b->site[id - 1].alloc_bytes, &b->site[id - 1].live_bytes);
+            rebase(&b->site[id - 1].allocs, &b->site[id - 1].live_allocs);
         }
     }
 }
