@@ -118,7 +118,7 @@ wait "$JOB" 2>/dev/null
 check_true "SIGKILL: the recorder ends by itself" wait_for 15 gone "$REC"
 kill -TERM "$(cat "$W.pid")"
 check_true "SIGKILL: the temporary recording is left ($TMPD)" test -n "$TMPD" -a -d "$TMPD"
-lks ls >/dev/null
+LEAKSCOPE_SEGMENT_GRACE=300 lks ls >/dev/null
 check_true "SIGKILL: ls keeps it within the grace period" test -d "$TMPD"
 touch "$TMPD/notes.txt"
 LEAKSCOPE_SEGMENT_GRACE=0 lks ls >/dev/null
