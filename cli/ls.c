@@ -2,13 +2,15 @@
  * how many descriptors and live heap bytes each holds right now.
  *
  * Reads only each segment's head, so listing thousands of processes costs a
- * few KiB each; removes dead segments first (segdir_sweep). */
+ * few KiB each; removes dead segments first (segdir_sweep), and what runs
+ * killed outright left in /tmp (runtmp_sweep). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
+#include "runtmp.h"
 #include "segdir.h"
 
 struct ls_row {
@@ -64,7 +66,8 @@ int cmd_ls(int argc, char **argv) {
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             puts("usage: leakscope ls [--dir DIR]\n"
                  "Lists traced processes; first removes the segments of processes that\n"
-                 "ended more than $LEAKSCOPE_SEGMENT_GRACE seconds ago (default 300).");
+                 "ended more than $LEAKSCOPE_SEGMENT_GRACE seconds ago (default 300), and\n"
+                 "the temporary recordings that killed `leakscope run`s left as long ago.");
             return 0;
         } else {
             fprintf(stderr, "leakscope ls: unknown option '%s'\nusage: leakscope ls [--dir DIR]\n",
@@ -75,6 +78,7 @@ int cmd_ls(int argc, char **argv) {
     char dir[512], err[1024];
     if (segdir_resolve(dir_opt, dir, sizeof dir) != 0) return 2;
     segdir_sweep(dir);
+    runtmp_sweep();
     struct ls_rows rows = {0};
     if (segdir_scan(dir, 1, add_row, &rows, err, sizeof err) < 0) {
         if (errno == ENOENT) {

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -25,6 +26,7 @@
 #include "history.h"
 #include "record.h"
 #include "rules.h"
+#include "runtmp.h"
 #include "segdir.h"
 #include "summary.h"
 
@@ -43,6 +45,7 @@ static void usage(FILE *out) {
           "                    included; without it the run is recorded to a temporary file\n"
           "                    that is removed after the verdicts\n"
           "  --quiet           no human summary on stderr\n"
+          "SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to leakscope are passed on to CMD.\n"
           "Exit status: CMD's, or 128+signal if it was killed; 2 if CMD could not be\n"
           "traced (e.g. statically linked) or no process of it was traced.\n",
           out);
@@ -151,6 +154,49 @@ static const char *untraceable_reason(const char *prog, int depth) {
            "and the LD_PRELOAD shims cannot load (Go programs built without cgo are like this)";
 }
 
+/* The signals that stop a run, and the program they are passed on to (0:
+ * none yet, or reaped). */
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+#define NSTOP (sizeof stop_signals / sizeof stop_signals[0])
+static volatile sig_atomic_t g_child;
+static int g_caught[NSTOP]; /* 1: forward_stop is installed for it */
+
+/* A stop signal a process sent the run (kill, a supervisor, timeout) goes to
+ * the traced program, which ends the run the usual way: its exit status,
+ * the summary, the temporary recording removed. One from the terminal (^C,
+ * ^\, a hangup) reached the program already, in our foreground process
+ * group; one the program sent (kill(-1, ...)) is not sent back to it. */
+static void forward_stop(int sig, siginfo_t *si, void *ctx) {
+    (void)ctx;
+    pid_t child = (pid_t)g_child;
+    if (child > 0 && si->si_code <= 0 && si->si_pid != child) kill(child, sig);
+}
+
+/* Blocks the stop signals (old mask in *old) and catches those that were
+ * not ignored when we started: one ignored on entry (nohup, a background
+ * job of a script) stays ignored, for us and for the program. */
+static void catch_stop_signals(sigset_t *old) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (size_t k = 0; k < NSTOP; k++) sigaddset(&set, stop_signals[k]);
+    sigprocmask(SIG_BLOCK, &set, old);
+    struct sigaction sa = {.sa_sigaction = forward_stop, .sa_flags = SA_SIGINFO | SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    for (size_t k = 0; k < NSTOP; k++) {
+        struct sigaction was;
+        if (sigaction(stop_signals[k], NULL, &was) == 0 && was.sa_handler != SIG_IGN)
+            g_caught[k] = sigaction(stop_signals[k], &sa, NULL) == 0;
+    }
+}
+
+/* In the program's process before exec: the stop signals as they were when
+ * we started, so none arriving now is lost in our handler. */
+static void release_stop_signals(const sigset_t *old) {
+    for (size_t k = 0; k < NSTOP; k++)
+        if (g_caught[k]) signal(stop_signals[k], SIG_DFL);
+    sigprocmask(SIG_SETMASK, old, NULL);
+}
+
 int cmd_run(int argc, char **argv) {
     int want_fd = 0, want_heap = 0, keep = 0, quiet = 0;
     const char *rules = NULL, *dir_opt = NULL, *summary = NULL, *role = NULL, *record = NULL;
@@ -246,60 +292,66 @@ int cmd_run(int argc, char **argv) {
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(session, sizeof session, "run-%d-%lld", (int)getpid(), (long long)ts.tv_sec);
 
+    /* Stop signals wait (blocked) until the program runs, then go to it. */
+    sigset_t old_mask;
+    catch_stop_signals(&old_mask);
+    runtmp_sweep(); /* what runs killed outright left behind */
+
     /* The recorder: a child of ours sampling this session's segments, told
      * to take its last sample (SIGTERM) once the command has exited. Always
      * on: the verdicts come from its series. */
-    char tmp_dir[64] = "";
-    char tmp_db[96];
+    char tmp_dir[128] = "";
+    char tmp_db[160];
     if (!record) {
-        snprintf(tmp_dir, sizeof tmp_dir, "%s/leakscope-run-XXXXXX", "/tmp");
-        if (!mkdtemp(tmp_dir)) {
+        if (runtmp_create(tmp_dir, sizeof tmp_dir) != 0) {
             fprintf(stderr, "leakscope run: cannot create a temporary directory: %s\n", strerror(errno));
             return 2;
         }
         snprintf(tmp_db, sizeof tmp_db, "%s/run.db", tmp_dir);
         record = tmp_db;
     }
-    pid_t recorder = -1;
-    if (record) {
-        char command[1024] = "";
-        for (int k = i; k < argc; k++) {
-            size_t used = strlen(command);
-            snprintf(command + used, sizeof command - used, "%s%s", k > i ? " " : "", argv[k]);
-        }
-        if (record_check_out(record, 1, dir, command) != 0) return 2;
-        sigset_t term, old;
-        sigemptyset(&term);
-        sigaddset(&term, SIGTERM);
-        sigprocmask(SIG_BLOCK, &term, &old);
-        recorder = fork();
-        if (recorder != 0) sigprocmask(SIG_SETMASK, &old, NULL);
-        if (recorder < 0) {
-            fprintf(stderr, "leakscope run: fork: %s\n", strerror(errno));
-            return 2;
-        }
-        if (recorder == 0) {
-            /* A reader: on a busy machine the traced program comes first. */
-            setpriority(PRIO_PROCESS, 0, 10);
-            struct record_opts o = {.out = record, .dir = dir, .session = session,
-                                    .command = command, .interval_s = 1, .duration_s = -1, .idle_after_s = 60,
-                                    .top_sites = 10, .ignore_sigint = 1};
-            _exit(record_loop(&o));
-        }
+    int status = 2, exec_errno = 0;
+    pid_t recorder = -1, child = -1;
+    char command[1024] = "";
+    for (int k = i; k < argc; k++) {
+        size_t used = strlen(command);
+        snprintf(command + used, sizeof command - used, "%s%s", k > i ? " " : "", argv[k]);
+    }
+    if (record_check_out(record, 1, dir, command) != 0) goto stopped;
+    pid_t self = getpid();
+    recorder = fork();
+    if (recorder < 0) {
+        fprintf(stderr, "leakscope run: fork: %s\n", strerror(errno));
+        goto stopped;
+    }
+    if (recorder == 0) {
+        /* If the run is killed outright, the recorder takes its last sample
+         * and ends instead of sampling forever. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != self) _exit(1);
+        /* A reader: on a busy machine the traced program comes first. */
+        setpriority(PRIO_PROCESS, 0, 10);
+        struct record_opts o = {.out = record, .dir = dir, .session = session,
+                                .command = command, .interval_s = 1, .duration_s = -1, .idle_after_s = 60,
+                                .top_sites = 10, .ignore_sigint = 1};
+        _exit(record_loop(&o));
     }
 
     /* Tells "exec failed" (said by the child) apart from "ran untraced". */
     int exec_pipe[2];
     if (pipe2(exec_pipe, O_CLOEXEC) != 0) {
         fprintf(stderr, "leakscope run: pipe: %s\n", strerror(errno));
-        return 2;
+        goto stopped;
     }
-    pid_t child = fork();
+    child = fork();
     if (child < 0) {
         fprintf(stderr, "leakscope run: fork: %s\n", strerror(errno));
-        return 2;
+        close(exec_pipe[0]);
+        close(exec_pipe[1]);
+        goto stopped;
     }
     if (child == 0) {
+        release_stop_signals(&old_mask);
         setenv("LD_PRELOAD", preload, 1);
         setenv("LEAKSCOPE_SESSION", session, 1);
         setenv("LEAKSCOPE_DIR", dir, 1);
@@ -317,33 +369,41 @@ int cmd_run(int argc, char **argv) {
         (void)w;
         _exit(127);
     }
+    g_child = child;
+    sigprocmask(SIG_SETMASK, &old_mask, NULL); /* a stop sent meanwhile is forwarded now */
     close(exec_pipe[1]);
-    int exec_errno = 0;
     while (read(exec_pipe[0], &exec_errno, sizeof exec_errno) < 0 && errno == EINTR)
         ;
     close(exec_pipe[0]);
-    /* The terminal's SIGINT/SIGQUIT reach the child; we wait and report. */
-    signal(SIGINT, SIG_IGN);
-    signal(SIGQUIT, SIG_IGN);
+    /* We wait and report; stop signals go to the child (forward_stop). Its
+     * pid is forgotten before it is reaped, so no signal reaches a reused one. */
+    siginfo_t gone;
+    while (waitid(P_PID, (id_t)child, &gone, WEXITED | WNOWAIT) < 0 && errno == EINTR)
+        ;
+    g_child = 0;
     int wstatus = 0;
     while (waitpid(child, &wstatus, 0) < 0 && errno == EINTR)
         ;
-    int status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus)
-                 : WIFSIGNALED(wstatus) ? 128 + WTERMSIG(wstatus)
-                                        : 1;
+    status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus)
+             : WIFSIGNALED(wstatus) ? 128 + WTERMSIG(wstatus)
+                                    : 1;
+stopped:
     if (recorder > 0) {
         int rstatus = 0;
         kill(recorder, SIGTERM);
         while (waitpid(recorder, &rstatus, 0) < 0 && errno == EINTR)
             ;
-        if (!WIFEXITED(rstatus) || WEXITSTATUS(rstatus) != 0)
+        if (child > 0 && (!WIFEXITED(rstatus) || WEXITSTATUS(rstatus) != 0))
             fprintf(stderr, "leakscope run: the recording %s may be incomplete\n", record);
     }
-
-    if (exec_errno) return status; /* nothing ran; the child said why */
+    if (child <= 0 || exec_errno) { /* nothing ran; the child said why */
+        if (tmp_dir[0]) runtmp_remove(tmp_dir);
+        return status;
+    }
     struct seg_list l;
     if (segdir_load(dir, session, 0, &l, err, sizeof err) != 0) {
         fprintf(stderr, "leakscope run: %s\n", err);
+        if (tmp_dir[0]) runtmp_remove(tmp_dir);
         return status;
     }
     /* The verdicts, from the recording of the run. */
@@ -351,21 +411,13 @@ int cmd_run(int argc, char **argv) {
     struct diag_list verdicts = {0};
     char load_err[700];
     int judged = 0;
-    if (recorder > 0 && history_load_db(record, &hist, load_err, sizeof load_err) == 0) {
+    if (history_load_db(record, &hist, load_err, sizeof load_err) == 0) {
         judged = diagnose(&hist, 0, &verdicts) == 0;
     } else {
         memset(&hist, 0, sizeof hist);
-        if (recorder > 0) fprintf(stderr, "leakscope run: no verdicts: %s\n", load_err);
+        fprintf(stderr, "leakscope run: no verdicts: %s\n", load_err);
     }
-    if (tmp_dir[0]) {
-        char path[128];
-        static const char *const suffix[] = {"", "-wal", "-shm"};
-        for (int k = 0; k < 3; k++) {
-            snprintf(path, sizeof path, "%s%s", tmp_db, suffix[k]);
-            unlink(path);
-        }
-        rmdir(tmp_dir);
-    }
+    if (tmp_dir[0]) runtmp_remove(tmp_dir);
     const char *off = getenv("LEAKSCOPE_OFF");
     if (l.n == 0 && !(off && *off && strcmp(off, "0") != 0)) {
         /* Say so rather than summarize nothing as "no leak". */

@@ -302,16 +302,21 @@ __attribute__((noinline)) void fdt_accepted(struct lks_header *h, int listener, 
     entry_put(h, fd, kind, subsys, site, l.port, 0, lks_now_ns(), socket_inode(fd, kind));
 }
 
+/* A close of the shim's own descriptor (a daemon's close-all loop takes
+ * libunwind's pipe with the rest) is marked, so it is not counted as a close
+ * of an unknown program descriptor. */
 struct lks_fd fdt_close_begin(struct lks_header *h, int fd) {
-    fdt_own_remove(fd);
-    return entry_take(h, fd);
+    int own = fdt_own_remove(fd);
+    struct lks_fd taken = entry_take(h, fd);
+    if (own && !taken.in_use) taken.flags = FDT_TAKEN_OWN;
+    return taken;
 }
 
 void fdt_close_done(struct lks_header *h, int fd, struct lks_fd taken, int ok) {
     if (taken.in_use) {
         count_closed(h, &taken);
         if (!ok) atomic_fetch_add_explicit(&h->fd_stale, 1, memory_order_relaxed);
-    } else if (ok) {
+    } else if (ok && !(taken.flags & FDT_TAKEN_OWN)) {
         if (fd >= 0 && (uint32_t)fd >= h->fds_cap)
             atomic_fetch_sub_explicit(&h->fd_untracked, 1, memory_order_relaxed);
         else
@@ -464,8 +469,9 @@ void fdt_own_add(int fd) {
     }
 }
 
-/* Called on every creation and close: usually two slots to look at. */
-void fdt_own_remove(int fd) {
+/* Called on every creation and close: usually two slots to look at.
+ * Returns 1 if fd was ours. */
+int fdt_own_remove(int fd) {
     unsigned slots = atomic_load_explicit(&own_slots, memory_order_relaxed);
     while (slots) {
         int i = __builtin_ctz(slots);
@@ -476,9 +482,10 @@ void fdt_own_remove(int fd) {
             atomic_fetch_and(&own_slots, ~(1u << i));
             struct lks_header *h = lks_trace_seg();
             if (h) atomic_fetch_sub(&h->fd_own, 1);
-            return;
+            return 1;
         }
     }
+    return 0;
 }
 
 int fdt_is_own(int fd) {

@@ -33,7 +33,9 @@ void fdt_duplicated(struct lks_header *h, int oldfd, int newfd, int err);
 void fdt_accepted(struct lks_header *h, int listener, int fd, int err);
 
 /* Before a close: takes fd out of the table and returns its entry (in_use 0
- * if unknown). Then call fdt_close_done with the close's outcome. */
+ * if unknown; flags FDT_TAKEN_OWN if fd was the shim's own). Then call
+ * fdt_close_done with the close's outcome. */
+#define FDT_TAKEN_OWN 0x8000u /* only in fdt_close_begin's copy, never in the segment */
 struct lks_fd fdt_close_begin(struct lks_header *h, int fd);
 void fdt_close_done(struct lks_header *h, int fd, struct lks_fd taken, int ok);
 
@@ -52,7 +54,7 @@ void fdt_adopt(struct lks_header *h, int fd, int subsys_override, uint16_t flags
 /* The shim's own descriptors (made by a library while a hook runs, e.g.
  * libunwind's validation pipe) are remembered so they never count. */
 void fdt_own_add(int fd);
-void fdt_own_remove(int fd);
+int fdt_own_remove(int fd); /* 1 if fd was ours */
 int fdt_is_own(int fd);
 
 #endif

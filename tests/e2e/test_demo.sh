@@ -10,15 +10,21 @@
 jqt() { jq -e "$@" >/dev/null; }
 DUR=${DEMO_DURATION:-25}
 
+# demo MODE [ARGS...]
 demo() {
-  lks demo --leak "$1" --duration "$DUR" --report "$TMP/$1.html" --json "$TMP/$1.json" \
-    >"$TMP/$1.out" 2>"$TMP/$1.err"
-  echo $? >"$TMP/$1.rc"
+  local m=$1
+  shift
+  lks demo --leak "$m" --duration "$DUR" --report "$TMP/$m.html" --json "$TMP/$m.json" "$@" \
+    >"$TMP/$m.out" 2>"$TMP/$m.err"
+  echo $? >"$TMP/$m.rc"
 }
 # Three at a time (each is a crawler with 64 transfers, two parsers, redis
 # and a web server): more would starve them on a shared two-core machine.
+# The pool growth is also kept as a recording.
 for batch in "none redis-pool-growth frontier-fd" "retain-pages curl-handle http-unbounded"; do
-  for m in $batch; do demo "$m" & done
+  for m in $batch; do
+    if [ "$m" = redis-pool-growth ]; then demo "$m" --record "$TMP/$m.db" & else demo "$m" & fi
+  done
   wait
 done
 for m in none redis-pool-growth frontier-fd retain-pages curl-handle http-unbounded; do
@@ -60,6 +66,18 @@ check_true "http-unbounded: headroom near zero and the victims named" \
   jqt '.verdicts[0] | .headroom <= 4 and (.failed | length) > 0' "$TMP/http-unbounded.json"
 check_true "http-unbounded: sockets opened in fetch_open_socket" has_frame http-unbounded fetch_open_socket
 
+# --record: the demo's series kept, and `report` reads the same verdict from it.
+DB="$TMP/redis-pool-growth.db"
+check_true "record: says where the recording is" grep -qx "recording: $DB" "$TMP/redis-pool-growth.out"
+check "record: a sound SQLite recording" ok "$(sqlite3 "$DB" 'PRAGMA integrity_check' 2>&1)"
+check_true "record: a tick a second over the crawl" \
+  test "$(sqlite3 "$DB" 'SELECT count(*) FROM tick')" -ge $((DUR / 2))
+check "record: the fetcher and its two parsers" "fetcher parser parser" \
+  "$(sqlite3 "$DB" "SELECT role FROM process WHERE comm LIKE 'leakscope-cra%' ORDER BY role" | paste -sd' ')"
+lks report "$DB" --json "$TMP/rec.json" >/dev/null 2>"$TMP/rec.err"
+check "record: report finds the pool growth in it" "pool-growth redis fetcher" \
+  "$(jq -r '.verdicts[0] | "\(.kind) \(.subsystem) \(.role)"' "$TMP/rec.json")"
+
 for m in redis-pool-growth none; do
   render_html "$TMP/$m.html" "$TMP/$m.png"
   check "$m: the report renders" 0 "$?"
@@ -71,7 +89,7 @@ check_true "the report draws the descriptor charts" \
 # Ctrl-C: everything the demo started stops, its directory is removed.
 # (Started directly: a background function would be a shell that ignores
 # SIGINT, with the demo below it.)
-"$LEAKSCOPE" demo --duration 60 --report "$TMP/int.html" >"$TMP/int.out" 2>"$TMP/int.err" &
+"$LEAKSCOPE" demo --duration 60 --report "$TMP/int.html" --record "$TMP/int.db" >"$TMP/int.out" 2>"$TMP/int.err" &
 PID=$!
 for _ in $(seq 100); do grep -q "segments in" "$TMP/int.err" && break; sleep 0.1; done
 sleep 8
@@ -83,6 +101,8 @@ check "Ctrl-C: demo exits 130" 130 "$?"
 check "Ctrl-C: nothing it started is left" "" "$(pgrep -f "$DIR" || true)"
 check_true "Ctrl-C: its directory is gone ($DIR)" test -n "$DIR" -a ! -e "$DIR"
 check_true "Ctrl-C: still reports what it saw" grep -q "^report: " "$TMP/int.out"
+check "Ctrl-C: the recording is kept whole" ok "$(sqlite3 "$TMP/int.db" 'PRAGMA integrity_check' 2>&1)"
+check_true "Ctrl-C: the recording holds the crawl" test "$(sqlite3 "$TMP/int.db" 'SELECT count(*) FROM tick')" -ge 4
 
 lks demo --leak nonsense 2>/dev/null
 check "unknown leak: exit 2" 2 "$?"

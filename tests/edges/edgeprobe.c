@@ -1,13 +1,16 @@
 /* edgeprobe.c - C programs with known truth at the edges fdtrack gets wrong
  * easily: the descriptor limit, closes no hook sees, raw fork and vfork,
- * forked children, pipes, failed allocations. Each mode prints what it did
- * (and what the kernel says) so the tests can hold leakscope's numbers
- * against it. Leaks come from functions with telling names.
+ * forked children, pipes, failed allocations, the shim's own descriptors.
+ * Each mode prints what it did (and what the kernel says) so the tests can
+ * hold leakscope's numbers against it. Leaks come from functions with
+ * telling names.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -183,6 +186,73 @@ static int mode_fork(const char *how) {
     return 0;
 }
 
+/* What the kernel holds at fds >= 3: "kernel N pipe P device D". Listed
+ * with the directory's own descriptor left out, and written without stdio:
+ * an allocation after the listing would be a stack capture, which may
+ * re-create the unwinder's pipe. */
+static void print_kernel_view(void) {
+    int n = 0, pipes = 0, devices = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) exit(14);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        int fd = atoi(de->d_name);
+        if (de->d_name[0] == '.' || fd < 3 || fd == dirfd(d)) continue;
+        char link[64], to[256];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t len = readlink(link, to, sizeof to - 1);
+        to[len > 0 ? len : 0] = 0;
+        n++;
+        pipes += strncmp(to, "pipe:", 5) == 0;
+        devices += strncmp(to, "/dev/", 5) == 0;
+    }
+    closedir(d);
+    char line[64];
+    int len = snprintf(line, sizeof line, "kernel %d pipe %d device %d\n", n, pipes, devices);
+    if (write(1, line, (size_t)len) != len) exit(16);
+}
+
+/* A device and a pipe opened and closed at the bottom of a deep stack, the
+ * unwinder's deepest walk. */
+__attribute__((noinline)) int edge_deep_open(int depth) {
+    if (depth > 0) return edge_deep_open(depth - 1) + (depth & 1);
+    int fd = open("/dev/null", O_RDONLY), p[2];
+    if (fd < 0 || pipe(p) != 0) exit(15);
+    close(fd);
+    close(p[0]);
+    close(p[1]);
+    return 0;
+}
+
+static void *deep_thread(void *arg) {
+    (void)arg;
+    edge_deep_open(500);
+    return NULL;
+}
+
+/* Opens nothing it keeps: whatever the kernel holds beyond stdio at exit is
+ * the shim's (libunwind's validation pipe). */
+static int mode_quiet(void) {
+    pthread_t t;
+    edge_deep_open(2000);
+    if (pthread_create(&t, NULL, deep_thread, NULL) != 0) return 1;
+    pthread_join(t, NULL);
+    print_kernel_view();
+    return 0;
+}
+
+__attribute__((noinline)) int edge_keep_file(void) { return open("/dev/null", O_RDONLY); }
+
+/* A daemon's close-all loop closes the shim's pipe with the rest; then one
+ * device is opened and kept. */
+static int mode_closeall(void) {
+    edge_deep_open(10);
+    for (int fd = 3; fd < 1024; fd++) close(fd);
+    if (edge_keep_file() < 0) return 1;
+    print_kernel_view();
+    return 0;
+}
+
 /* Failed allocations, each through another entry point. */
 static int mode_allocfail(void) {
     volatile size_t huge = SIZE_MAX / 4, many = 16;
@@ -226,6 +296,8 @@ int main(int argc, char **argv) {
     if (!strcmp(m, "pairs")) return mode_pairs(arg);
     if (!strcmp(m, "fork")) return mode_fork(argc > 2 ? argv[2] : "exit");
     if (!strcmp(m, "allocfail")) return mode_allocfail();
+    if (!strcmp(m, "quiet")) return mode_quiet();
+    if (!strcmp(m, "closeall")) return mode_closeall();
     fprintf(stderr, "edgeprobe: unknown mode '%s'\n", m);
     return 2;
 }
