@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../memtrack/heapseg.h"
@@ -61,6 +62,9 @@ struct series_reader {
     size_t buf_len;
     int seg_fd;        /* its file, for what is read only on need */
     int frames_loaded; /* frames, string keys and strings are in buf */
+    struct sockidle *idle; /* the last sock_diag scan (idle_scan) */
+    int64_t idle_at_ms;
+    char idle_err[200];
 };
 
 static void proc_sym_free(struct proc_sym *p) { lks_symbolizer_free(p->sym); }
@@ -118,6 +122,7 @@ void series_reader_free(struct series_reader *r) {
     syms_sweep(r, UINT64_MAX);
     free(r->syms);
     free(r->buf);
+    sockidle_free(r->idle);
     if (r->seg_fd >= 0) close(r->seg_fd);
     free(r);
 }
@@ -461,6 +466,23 @@ static int by_pid(const void *a, const void *b) {
     return (x->pid > y->pid) - (x->pid < y->pid);
 }
 
+/* Idle sockets, from a sock_diag scan at most idle_ms / 8 old (and at most
+ * 5 s). The kernel's dump walks its whole
+ * socket hash however few sockets there are: 4-5 ms here, the largest part
+ * of a sampling round if done every second. Idleness is measured against
+ * idle_ms (60 s by default), so a few seconds of age change little. */
+static const struct sockidle *idle_scan(struct series_reader *r) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t max_age = r->idle_ms / 8 < 5000 ? r->idle_ms / 8 : 5000;
+    if (r->idle && now - r->idle_at_ms < max_age) return r->idle;
+    sockidle_free(r->idle);
+    r->idle = sockidle_scan(r->idle_ms, r->idle_err, sizeof r->idle_err);
+    r->idle_at_ms = now;
+    return r->idle;
+}
+
 int series_scan(struct series_reader *r, const char *dir, const pid_t *only, size_t n_only,
                 struct series_round *out) {
     memset(out, 0, sizeof *out);
@@ -479,8 +501,9 @@ int series_scan(struct series_reader *r, const char *dir, const pid_t *only, siz
         errno = e;
         return -1;
     }
-    struct sockidle *idle = sockidle_scan(r->idle_ms, out->sockdiag_err, sizeof out->sockdiag_err);
+    const struct sockidle *idle = idle_scan(r);
     out->sockdiag_ok = idle != NULL;
+    if (!idle) snprintf(out->sockdiag_err, sizeof out->sockdiag_err, "%s", r->idle_err);
     size_t cap = 0;
     struct dirent *de;
     while ((de = readdir(d))) {
@@ -516,12 +539,10 @@ int series_scan(struct series_reader *r, const char *dir, const pid_t *only, siz
         out->n++;
     }
     closedir(d);
-    sockidle_free(idle);
     qsort(out->procs, out->n, sizeof *out->procs, by_pid);
     return 0;
 oom:
     closedir(d);
-    sockidle_free(idle);
     series_round_free(out);
     errno = ENOMEM;
     return -1;
