@@ -42,8 +42,8 @@ run_app() {
         echo "FAIL - $mode: the app did not get ready"; cat "$dir/run.log"; fail=1; return
     fi
     read -r main c1 c2 <"$dir/ready"
-    # The heap view is published by each process's aggregator thread (nice
-    # 19): on a loaded machine it can trail the program by seconds.
+    # The heap view is published by each process's aggregator thread once a
+    # second: on a loaded machine it can trail the program by seconds.
     for _ in $(seq 60); do
         LEAKSCOPE_DIR=$dir/seg "$LEAKSCOPE" show --json "$main" "$c1" "$c2" >"$dir/show.json"
         /usr/bin/python3 "$PYDIR/check_app.py" --settled "$dir/show.json" "$mode" && break
