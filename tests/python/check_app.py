@@ -3,8 +3,10 @@
 #   python3 check_app.py APP MODE SHOW.json SUMMARY.json KERNEL.json
 # Prints "ok - ..." / "FAIL - ..." lines; exits 1 on any failure.
 import json
-import re
 import sys
+
+import tap
+from tap import check, leak_marker
 
 if sys.argv[1] == "--settled":
     # the live view is published by a low-priority aggregator: has it caught
@@ -27,23 +29,10 @@ app, mode, show_path, summary_path, kernel_path = sys.argv[1:6]
 show = json.load(open(show_path))
 summary = json.load(open(summary_path))
 kernel = json.load(open(kernel_path))  # {"pids": [main, c1, c2], "sockets": n, "pipes": {pid: n}}
-lines = {}
-for no, text in enumerate(open(app), 1):
-    m = re.search(r"# LEAK:(\w+)$", text)
-    if m:
-        lines[m.group(1)] = no
-failed = 0
-
-
-def check(cond, what):
-    global failed
-    print(("ok   - " if cond else "FAIL - ") + what)
-    if not cond:
-        failed = 1
 
 
 def at(name):
-    return "(leaky_app.py:%d) [python]" % lines[name]
+    return "(leaky_app.py:%d) [python]" % leak_marker(name, app)
 
 
 main, children = kernel["pids"][0], kernel["pids"][1:]
@@ -110,4 +99,4 @@ else:
                if any(f.startswith(("read_page", "Parser.parse")) for f in s["frames"])
                and s["live_bytes"] > 100000]
         check(big == [], "clean pid %d: nothing retained at read_page/Parser.parse" % pid)
-sys.exit(failed)
+sys.exit(tap.failed)

@@ -5,33 +5,19 @@
 # Prints "ok - ..." / "FAIL - ..." lines; exits 1 on any failure.
 import json
 import os
-import re
 import sys
+
+import tap
+from tap import check, leak_marker
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COUNTS = {"fork": 7, "spawn": 6, "forkserver": 8, "subprocess": 5}
 ROLES = {"fork": "app", "spawn": "spawn", "forkserver": "forkserver", "subprocess": "sub"}
 summary_path, d, modes = sys.argv[1], sys.argv[2], sys.argv[3:]
 summary = json.load(open(summary_path))
-failed = 0
 
-
-def check(cond, what):
-    global failed
-    print(("ok   - " if cond else "FAIL - ") + what)
-    if not cond:
-        failed = 1
-
-
-def marker(name, path):
-    for no, text in enumerate(open(path), 1):
-        if re.search(r"# LEAK:%s$" % name, text):
-            return no
-    raise SystemExit("no # LEAK:%s in %s" % (name, path))
-
-
-parent_site = "keep_files (children_app.py:%d) [python]" % marker("parent", HERE + "/children_app.py")
-child_site = "keep_files (children_child.py:%d) [python]" % marker("child", HERE + "/children_child.py")
+parent_site = "keep_files (children_app.py:%d) [python]" % leak_marker("parent", HERE + "/children_app.py")
+child_site = "keep_files (children_child.py:%d) [python]" % leak_marker("child", HERE + "/children_child.py")
 procs = {p["pid"]: p for p in summary["processes"]}
 truth = {}
 for role in ["parent"] + modes:
@@ -39,7 +25,7 @@ for role in ["parent"] + modes:
         truth[role] = json.load(open(os.path.join(d, role + ".truth")))
     except OSError:
         check(False, "%s wrote what the kernel says it holds" % role)
-if failed:
+if tap.failed:
     sys.exit(1)
 parent = truth["parent"]["pid"]
 
@@ -110,4 +96,4 @@ if "fork" in truth:
 helpers = [p["pid"] for p in summary["processes"] if p["pid"] not in [t["pid"] for t in truth.values()]]
 check(all(not leaks_of(pid) for pid in helpers),
       "no leak in multiprocessing's helpers (resource tracker, forkserver) %s" % helpers)
-sys.exit(failed)
+sys.exit(tap.failed)
