@@ -240,3 +240,52 @@ Test(guest, small_processes_leave_small_segments) {
     rmdir(g_dir);
     cr_expect_geq(n, 2, "the shell and /bin/true each left a segment");
 }
+
+/* A CPython parent claims thousands of sites; they are a dense prefix of
+ * the table (sites_claimed), so its fork child copies that prefix only:
+ * the child's segment holds a few MB, not the parent's whole 16 MB table,
+ * and its sites are the parent's, at the same indices. */
+Test(guest, fork_child_of_python_copies_the_claimed_sites_only) {
+    snprintf(g_dir, sizeof g_dir, "/dev/shm/lks-guest-XXXXXX");
+    cr_assert(mkdtemp(g_dir));
+    struct run r = run_traced(
+        BOTH, NULL,
+        (char *[]){"/usr/bin/python3", "-c",
+                   "import json, os, sys\n"
+                   "docs = [json.dumps({'k': i}) for i in range(2000)]\n"
+                   "pid = os.fork()\n"
+                   "if pid == 0:\n"
+                   "    os._exit(0)\n"
+                   "os.waitpid(pid, 0)\n"
+                   "print(pid, flush=True)\n",
+                   NULL},
+        60);
+    cr_assert_eq(r.status, 0, "python: %s", r.out);
+    pid_t child = (pid_t)atoi(r.out);
+    cr_assert_gt(child, 0);
+    struct lks_header *parent = load(r.pid), *h = load(child);
+    uint32_t claimed = atomic_load(&parent->sites_claimed);
+    cr_expect_gt(claimed, 500u, "a CPython process claims many sites (%u)", claimed);
+    cr_expect_leq(atomic_load(&parent->sites_used), claimed);
+    struct lks_site *ps = lks_site_table(parent), *cs = lks_site_table(h);
+    uint32_t past = 0, same = 0, both = atomic_load(&h->sites_claimed);
+    if (both > claimed) both = claimed;
+    for (uint32_t i = claimed; i < parent->sites_cap; i++) past += ps[i].key != 0;
+    /* Up to the fork the two claimed the same sites; after it, each its own. */
+    while (same < both && cs[same].key == ps[same].key) same++;
+    cr_expect_eq(past, 0u, "no site past the claimed prefix");
+    cr_expect_gt(same, 500u, "the child's sites are its parent's, index for index, up to the fork "
+                             "(%u of %u)", same, both);
+    cr_expect_eq(h->forked_from, r.pid);
+    char path[400];
+    snprintf(path, sizeof path, "%s/%d.seg", g_dir, (int)child);
+    struct stat st;
+    cr_assert(stat(path, &st) == 0);
+    cr_expect_lt((long long)st.st_blocks * 512, 8ll << 20, "the child's segment uses %lld KiB",
+                 (long long)st.st_blocks / 2);
+    lks_segment_free(parent);
+    lks_segment_free(h);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+    cr_expect_eq(system(cmd), 0);
+}
