@@ -157,8 +157,6 @@ static int names_rehash(struct series_reader *r, size_t ncap, uint64_t min_round
     return 0;
 }
 
-/* The cached names of a site, symbolizing it (with *sym, created on first
- * need) when new. NULL only when out of memory. */
 /* Reads len bytes at off into buf; 0 if all of them came. */
 static int read_at(int fd, void *buf, size_t len, uint64_t off) {
     size_t got = 0;
@@ -183,6 +181,8 @@ static void frames_need(struct series_reader *r, struct lks_header *seg) {
         memset((char *)seg + seg->frames_off, 0, len);
 }
 
+/* The cached names of a site, symbolizing it (with *sym, created on first
+ * need) when new. NULL only when out of memory. */
 static struct name_entry *site_names(struct series_reader *r, struct lks_header *seg,
                                      struct lks_symbolizer **sym, const struct lks_site *site) {
     /* *sym: this process's symbolizer, looked up on first need. */
@@ -340,7 +340,7 @@ int series_sample(struct series_reader *r, struct lks_header *seg, const struct 
     uint32_t *top_heap = top_fd + k;
     unsigned nfd = 0, nheap = 0;
     struct lks_site *sites = lks_site_table(seg);
-    for (uint32_t i = 0; i < lks_sites_in_use(seg); i++) {
+    for (uint32_t i = 0, n = lks_sites_in_use(seg); i < n; i++) {
         struct lks_site *s = &sites[i];
         if (!s->key || !s->ready) continue;
         if (s->fd_open > 0) top_insert(top_fd, vals, &nfd, k, i, s->fd_open);

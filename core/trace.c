@@ -762,37 +762,6 @@ LKS_EXPORT uint32_t lks_string_intern(const char *str) {
     return 0;
 }
 
-/* Indices of claimed sites, in claim order (private, sparse mapping): lets
- * the heap shim publish its per-site counters without touching every page
- * of the site table, which would make a small process's segment dense. */
-static _Atomic(uint32_t *) g_site_list;
-static _Atomic uint32_t g_site_list_n;
-
-static void site_list_add(struct lks_header *h, uint32_t index) {
-    uint32_t *list = atomic_load_explicit(&g_site_list, memory_order_acquire);
-    if (!list) {
-        void *p = mmap(NULL, sizeof(uint32_t) * h->sites_cap, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (p == MAP_FAILED) return;
-        uint32_t *expected = NULL;
-        if (!atomic_compare_exchange_strong(&g_site_list, &expected, (uint32_t *)p)) {
-            munmap(p, sizeof(uint32_t) * h->sites_cap);
-            list = expected;
-        } else {
-            list = p;
-        }
-    }
-    uint32_t i = atomic_fetch_add(&g_site_list_n, 1);
-    if (i < h->sites_cap) __atomic_store_n(&list[i], index + 1, __ATOMIC_RELEASE);
-}
-
-LKS_EXPORT const uint32_t *lks_site_list(uint32_t *n) {
-    struct lks_header *h = lks_trace_seg();
-    uint32_t used = atomic_load(&g_site_list_n);
-    *n = h && used > h->sites_cap ? h->sites_cap : used;
-    return atomic_load_explicit(&g_site_list, memory_order_acquire);
-}
-
 /* Site key of (stack, subsys); never 0. */
 static uint64_t site_key(uint64_t hash, int subsys) {
     uint64_t key = hash ^ ((uint64_t)(subsys + 1) * 0x9E3779B97F4A7C15ull);
@@ -866,15 +835,16 @@ static uint32_t site_slot(struct lks_header *h, uint64_t key, int coarse,
                                                       memory_order_relaxed))
             ;
         *fresh = &sites[i];
-        site_list_add(h, i);
         return i + 1;
     }
     return 0;
 }
 
-/* Claimed sites, a prefix of the table (for the fork copy). */
+LKS_EXPORT uint32_t lks_sites_claimed(void) { return atomic_load(&g_sites_next); }
+
+/* Claimed sites, a prefix of h's table (for the fork copy). */
 static uint32_t sites_claimed(const struct lks_header *h) {
-    uint32_t n = atomic_load(&g_sites_next);
+    uint32_t n = lks_sites_claimed();
     return n < h->sites_cap ? n : h->sites_cap;
 }
 

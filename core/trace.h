@@ -99,10 +99,13 @@ uint32_t lks_frame_intern_interp(int kind, uint64_t key, uint64_t code, uint32_t
  * 0 ("") when the area is full (counted in strings_dropped) or lost a race. */
 uint32_t lks_string_intern(const char *str);
 
-/* The sites claimed so far, as index + 1 each (0: being added, skip), *n
- * of them; NULL if none. For walking the used sites without touching the
- * pages of unused ones (the segment is sparse). Entries are never removed. */
-const uint32_t *lks_site_list(uint32_t *n);
+/* Sites are claimed in order: those claimed so far are the first n entries
+ * of the site table (an entry with key 0 among them is a hole left by a
+ * race, or still being added: skip it). n may exceed a table's capacity:
+ * clamp it. Private state, valid in a fork child before it has a segment.
+ * For walking the used sites without touching the pages of unused ones (the
+ * segment is sparse). */
+uint32_t lks_sites_claimed(void);
 
 /* The site for index + 1 as returned by lks_site_intern, or NULL. */
 struct lks_site *lks_site_get(uint32_t site);

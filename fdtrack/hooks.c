@@ -367,9 +367,14 @@ EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
     return nfd;
 }
 
-/* A message can carry descriptors (SCM_RIGHTS); most carry none. */
+/* A message can carry descriptors (SCM_RIGHTS) only into a control buffer
+ * with room for one; most receives have none and pass straight through. */
+static int room_for_rights(const struct msghdr *msg) {
+    return msg && msg->msg_control && msg->msg_controllen >= CMSG_LEN(sizeof(int));
+}
+
 static int has_rights(struct msghdr *msg) {
-    if (!msg || !msg->msg_control || msg->msg_controllen < CMSG_LEN(sizeof(int))) return 0;
+    if (!room_for_rights(msg)) return 0;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c))
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) return 1;
     return 0;
@@ -377,6 +382,7 @@ static int has_rights(struct msghdr *msg) {
 
 EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags) {
     REAL(recvmsg);
+    if (!room_for_rights(msg)) return real_recvmsg(fd, msg, flags);
     struct lks_header *h = enter();
     if (!h) return real_recvmsg(fd, msg, flags);
     ssize_t ret = real_recvmsg(fd, msg, flags);

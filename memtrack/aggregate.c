@@ -72,6 +72,7 @@ int aggregate_init(struct lks_header *h) {
 
 struct walk {
     uint32_t now_ms;
+    uint32_t nsites; /* claimed sites when the walk began: their scratch is fresh */
     uint16_t gen;
     uint64_t live;
     int64_t age_bytes[LKS_MAX_SUBSYS][LKS_HEAP_AGES];
@@ -108,7 +109,7 @@ static void visit(struct walk *w, const struct alloc_rec *r) {
     w->age_bytes[subsys][b] += size;
     w->age_allocs[subsys][b]++;
     w->live++;
-    struct site_scratch *sc = site && site <= g_sites_cap ? &g_scratch[site - 1] : NULL;
+    struct site_scratch *sc = site && site <= w->nsites ? &g_scratch[site - 1] : NULL;
     if (sc && r->birth_ms < sc->oldest_ms) sc->oldest_ms = r->birth_ms;
     if (REC_GEN(r) == w->gen) {
         w->mark_bytes[subsys] += size;
@@ -130,6 +131,13 @@ static void apply_pending_mark(struct lks_header *h) {
 
 static int64_t ms_to_mono_ns(uint32_t ms) { return g_epoch_ns + (int64_t)ms * 1000000; }
 
+/* The claimed sites (a prefix of the table, core/trace.h) this shim keeps
+ * scratch and counters for. */
+static uint32_t claimed_sites(void) {
+    uint32_t n = lks_sites_claimed();
+    return n < g_sites_cap ? n : g_sites_cap;
+}
+
 static void write_heapseg(struct lks_heapseg *hs, const struct walk *w, int final) {
     atomic_fetch_add(&hs->seq, 1);
     atomic_thread_fence(memory_order_release);
@@ -150,15 +158,9 @@ static void write_heapseg(struct lks_heapseg *hs, const struct walk *w, int fina
                                                   REC_SITE(r), (uint16_t)REC_SUBSYS(r), 0};
     }
     /* Only claimed sites: the others stay 0 and their pages unwritten. */
-    uint32_t nlist;
-    const uint32_t *list = lks_site_list(&nlist);
-    for (uint32_t k = 0; list && k < nlist; k++) {
-        uint32_t id = __atomic_load_n(&list[k], __ATOMIC_ACQUIRE);
-        if (!id || id > g_sites_cap) continue;
-        uint32_t i = id - 1;
+    for (uint32_t i = 0; i < w->nsites; i++)
         hs->site_oldest_ns[i] =
             g_scratch[i].oldest_ms == UINT32_MAX ? 0 : ms_to_mono_ns(g_scratch[i].oldest_ms);
-    }
     atomic_thread_fence(memory_order_release);
     atomic_fetch_add(&hs->seq, 1);
 }
@@ -207,21 +209,16 @@ static void aggregate_locked(struct lks_header *h, int final) {
     memset(w, 0, sizeof *w);
     w->now_ms = heap_clock_ms();
     w->gen = (uint16_t)atomic_load(&g_mark_gen);
-    /* Only claimed sites (every record's site is one): a short process, or
-     * a fork child, does not touch (or copy) the whole scratch table. */
-    uint32_t nlist;
-    const uint32_t *list = lks_site_list(&nlist); /* only used sites: keep the segment sparse */
-    for (uint32_t k = 0; list && k < nlist; k++) {
-        uint32_t id = __atomic_load_n(&list[k], __ATOMIC_ACQUIRE);
-        if (id && id <= g_sites_cap) g_scratch[id - 1] = (struct site_scratch){UINT32_MAX, 0, 0};
-    }
+    /* Only claimed sites (every record's site is one; a site claimed during
+     * the walk waits for the next): a short process, or a fork child, does
+     * not touch (or copy) the whole scratch table, nor the segment's pages
+     * of unused sites. */
+    w->nsites = claimed_sites();
+    if (w->nsites > cap) w->nsites = cap;
+    for (uint32_t i = 0; i < w->nsites; i++) g_scratch[i] = (struct site_scratch){UINT32_MAX, 0, 0};
     walk_live(visit_rec, w);
     counters_publish(h);
-    list = lks_site_list(&nlist);
-    for (uint32_t k = 0; list && k < nlist; k++) {
-        uint32_t id = __atomic_load_n(&list[k], __ATOMIC_ACQUIRE);
-        if (!id || id > cap) continue;
-        uint32_t i = id - 1;
+    for (uint32_t i = 0; i < w->nsites; i++) {
         atomic_store(&sites[i].heap_mark_live_bytes, g_scratch[i].mark_bytes);
         atomic_store(&sites[i].heap_mark_live_allocs, (int64_t)g_scratch[i].mark_allocs);
     }

@@ -69,20 +69,16 @@ extern struct freed_rec alloc_freed[NSTRIPES][FREED_PER_STRIPE];
 /* Where a block's record goes. The stripe is a hash of the block's 1 MiB
  * region: threads allocate from their own arenas, hence mostly from their
  * own stripes, and stripe locks and records do not bounce between cores.
- * Within a stripe, the slot keeps the block's offset in its 4 KiB page
- * (low 8 bits) over a hash of the page: blocks allocated or freed together
- * have their records together. */
-static inline uint64_t page_hash(uintptr_t p) {
-    uint64_t h = (uint64_t)(p >> 12) * 0x9E3779B97F4A7C15ull;
-    return h ^ (h >> 29);
-}
-
+ * Within a stripe, the slot is a hash of the address (slot_of). */
 static inline uint64_t region_hash(uintptr_t p) {
     return (uint64_t)(p >> 20) * 0x9E3779B97F4A7C15ull;
 }
 
 /* cap is 2^k or 3 * 2^k (>= 16), so that a stripe grows by 1.5 or 4/3 and
- * stays above 53 % load: at most 45 bytes of records per live block. */
+ * stays above 53 % load: at most 45 bytes of records per live block. A
+ * plain hash, not locality: keeping a page's blocks in consecutive slots
+ * made runs that linear probing merged into long clusters
+ * (docs/ARCHITECTURE-memtrack.md). */
 static inline uint32_t slot_of(uintptr_t p, uint32_t cap) {
     uint64_t h = (uint64_t)(p >> 4) * 0x9E3779B97F4A7C15ull;
     return (uint32_t)(((h >> 32) * cap) >> 32);

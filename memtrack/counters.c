@@ -171,12 +171,8 @@ void counters_publish(struct lks_header *h) {
     uint32_t n = atomic_load(&g_nblocks);
     uint32_t cap = h->sites_cap < g_sites_cap ? h->sites_cap : g_sites_cap;
     for (uint32_t s = 0; s < LKS_MAX_SUBSYS; s++) publish_subsys(h, n, s);
-    uint32_t nlist;
-    const uint32_t *list = lks_site_list(&nlist);
-    for (uint32_t k = 0; list && k < nlist; k++) {
-        uint32_t id = __atomic_load_n(&list[k], __ATOMIC_ACQUIRE);
-        if (id && id <= cap) publish_site(h, n, id - 1);
-    }
+    uint32_t claimed = lks_sites_claimed(); /* a prefix: keep the rest sparse */
+    for (uint32_t i = 0; i < claimed && i < cap; i++) publish_site(h, n, i);
 }
 
 void counters_publish_one(struct lks_header *h, uint32_t site, uint32_t subsys) {
@@ -217,13 +213,10 @@ void counters_after_fork(void) {
             if (LD(b->subsys[s].frees)) b->subsys[s].frees = 0;
         }
         /* Claimed sites only: a block's other entries were never written. */
-        uint32_t nlist;
-        const uint32_t *list = lks_site_list(&nlist);
-        for (uint32_t j = 0; list && j < nlist; j++) {
-            uint32_t id = __atomic_load_n(&list[j], __ATOMIC_ACQUIRE);
-            if (!id || id > g_sites_cap) continue;
-            rebase(&b->site[id - 1].alloc_bytes, &b->site[id - 1].live_bytes);
-            rebase(&b->site[id - 1].allocs, &b->site[id - 1].live_allocs);
+        uint32_t claimed = lks_sites_claimed();
+        for (uint32_t k = 0; k < claimed && k < g_sites_cap; k++) {
+            rebase(&b->site[k].alloc_bytes, &b->site[k].live_bytes);
+            rebase(&b->site[k].allocs, &b->site[k].live_allocs);
         }
     }
 }
