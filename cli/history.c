@@ -12,6 +12,9 @@
 #include "segment.h"
 #include "series.h"
 
+/* The last seconds of an exited process's life that no verdict reads. */
+#define TEARDOWN_S 1.0
+
 /* A recording larger than this many ticks or rows of one kind is refused
  * rather than exhausting memory (a day at one sample a second is 86,400). */
 #define MAX_IDS 10000000
@@ -358,6 +361,12 @@ int history_load_db(const char *path, struct history *h, char *err, size_t errle
         size_t alive = p->last + 1;
         while (alive > p->first && isnan(p->rss[alive - 1])) alive--;
         if (alive > p->first) p->last = alive - 1;
+        /* Nor its last second, when an interpreter tears its heap down: a
+         * sample taken then (a Python program freeing 15 MB it had kept)
+         * hid the growth from the verdict. */
+        while (p->exit_time > 0 && p->last > p->first &&
+               h->t[p->last] > p->exit_time - TEARDOWN_S)
+            p->last--;
     }
     if (rc) history_free(h);
     return rc;
