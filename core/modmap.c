@@ -45,6 +45,7 @@ struct modtab {
 
 static const struct lks_rules *g_rules;
 static int g_have_func_rules;
+static uint64_t g_func_first[4]; /* bytes a func-rule match can start with */
 static char g_exe[LKS_MODULE_PATH];
 static _Atomic(struct modtab *) g_tab;
 static _Atomic int g_rebuilding;
@@ -67,6 +68,7 @@ void lks_modmap_init(const struct lks_rules *rules) {
     g_have_func_rules = 0;
     for (int i = 0; i < rules->nrules; i++)
         if (rules->rule[i].matcher == LKS_MATCH_FUNC) g_have_func_rules = 1;
+    lks_rules_func_first_bytes(rules, g_func_first);
     ssize_t n = readlink("/proc/self/exe", g_exe, sizeof g_exe - 1);
     g_exe[n > 0 ? n : 0] = 0;
 }
@@ -215,6 +217,8 @@ static uint32_t scan_symbols(const unsigned char *img, size_t size, uint64_t bia
         const ElfW(Sym) *sym = (const void *)(img + sh[s].sh_offset);
         const char *names = (const char *)img + strs->sh_offset;
         size_t nsym = sh[s].sh_size / sizeof(ElfW(Sym));
+        /* A string table that ends in NUL terminates every name in it. */
+        int terminated = names[strs->sh_size - 1] == 0;
         for (size_t i = 0; i < nsym; i++) {
             int type = ELF64_ST_TYPE(sym[i].st_info);
             if ((type != STT_FUNC && type != STT_GNU_IFUNC) || sym[i].st_shndx == SHN_UNDEF ||
@@ -224,7 +228,9 @@ static uint32_t scan_symbols(const unsigned char *img, size_t size, uint64_t bia
                               only_addr >= bias + sym[i].st_value + sym[i].st_size))
                 continue;
             const char *name = names + sym[i].st_name;
-            if (!memchr(name, 0, strs->sh_size - sym[i].st_name)) continue;
+            unsigned char c0 = (unsigned char)name[0];
+            if (!((g_func_first[c0 >> 6] >> (c0 & 63)) & 1)) continue; /* most symbols */
+            if (!terminated && !memchr(name, 0, strs->sh_size - sym[i].st_name)) continue;
             uint64_t bits = lks_rules_stack_bits(g_rules, 1, NULL, &name);
             if (!bits) continue;
             if (out && found < cap)

@@ -195,6 +195,8 @@ LKS_EXPORT uint32_t lks_pystack_site(uint64_t key, const uint64_t *native, int n
                                      int subsys) {
     uint32_t ids[LKS_MAX_FRAMES];
     int n = 0;
+    uint32_t known = lks_site_inherited(key, subsys);
+    if (known) return known;
     lks_in_hook++;
     /* The native leaf: up to and including the first interpreter frame. */
     for (int i = 0; i < nnative && n < LKS_MAX_FRAMES - 1; i++) {

@@ -66,8 +66,13 @@ static int subsys_id_add(struct lks_rules *r, const char *name) {
     return r->nnames++;
 }
 
+/* Rule entries are written whole when added; only the counts and names
+ * need clearing (all 40 KiB would cost every traced process 10 page faults). */
 static void rules_reset(struct lks_rules *r) {
-    memset(r, 0, sizeof *r);
+    r->nrules = 0;
+    r->nstack = 0;
+    r->nnames = 0;
+    memset(r->names, 0, sizeof r->names);
     subsys_id_add(r, "unattributed");
     subsys_id_add(r, "other");
 }
@@ -421,6 +426,24 @@ int lks_rules_classify(const struct lks_rules *r, const struct lks_subject *subj
         if (hit) return rule->subsys;
     }
     return LKS_SUBSYS_OTHER;
+}
+
+int lks_rules_func_first_bytes(const struct lks_rules *r, uint64_t set[4]) {
+    memset(set, 0, sizeof(uint64_t) * 4);
+    for (int i = 0; i < r->nrules; i++) {
+        const struct lks_rule *rule = &r->rule[i];
+        if (rule->matcher != LKS_MATCH_FUNC) continue;
+        const char *p = rule->alts;
+        for (int a = 0; a < rule->nalts; a++, p += strlen(p) + 1) {
+            unsigned char c = (unsigned char)p[0];
+            if (c == '*' || c == '?' || c == '[' || c == '\\' || c == 0) {
+                memset(set, 0xff, sizeof(uint64_t) * 4);
+                return 0;
+            }
+            set[c >> 6] |= (uint64_t)1 << (c & 63);
+        }
+    }
+    return 1;
 }
 
 uint64_t lks_rules_stack_bits(const struct lks_rules *r, int nframes,

@@ -96,6 +96,11 @@ int lks_rules_classify(const struct lks_rules *r, const struct lks_subject *s);
 uint64_t lks_rules_stack_bits(const struct lks_rules *r, int nframes,
                               const char *const *modules, const char *const *funcs);
 
+/* The bytes a function name must start with to match some func rule, as a
+ * 256-bit set: a symbol scan skips the rest without matching. Returns 0 and
+ * sets every bit when some func rule starts with a wildcard. */
+int lks_rules_func_first_bytes(const struct lks_rules *r, uint64_t set[4]);
+
 /* Stack-rule bits of one Python frame: pyfile rules against its source path,
  * pyfunc rules against its qualified name (either may be NULL). */
 uint64_t lks_rules_pyframe_bits(const struct lks_rules *r, const char *file, const char *func);

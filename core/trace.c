@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <link.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,8 @@ static void fork_prepare(void);
 static void fork_parent(void);
 static void fork_child(void);
 static void fork_child_segment(int raw);
+static void fork_fds_release(void);
+static struct lks_header *fork_materialize(void);
 static uint32_t sites_claimed(const struct lks_header *h);
 static void cap_release(void *arg);
 static pthread_key_t g_cap_key;
@@ -227,10 +230,46 @@ static void init_locked(void) {
     atomic_store(&g_state, ST_READY);
 }
 
+/* A fork child's segment is made at its first own event, not at the fork:
+ * most children exec at once, and making a segment, copying the parent's
+ * into it and having the exec'd image replace it was most of the cost of a
+ * fork + exec. Until then the child writes nothing shared: the sites it
+ * finds are its parent's fork-time prefix (read through the parent's
+ * mapping, never changed), its descriptors the snapshot of fork_prepare,
+ * and its heap counters private (libmemtrack's first tick, 50 ms, makes the
+ * segment of a child that allocates only at known sites). g_pending_pid is
+ * that child's pid: a vfork child sharing its memory, or a raw clone of it,
+ * is not it. */
+static _Atomic pid_t g_pending_pid;
+static _Atomic int g_materializing;
+static __thread int t_materializing __attribute__((tls_model("initial-exec")));
+
+/* Makes the pending child's segment now. Another thread doing it is waited
+ * for; this thread doing it (a signal handler that interrupted it) gets NULL. */
+static struct lks_header *fork_materialize(void) {
+    pid_t me = atomic_load(&g_pending_pid);
+    if (!me || t_materializing || (lks_in_hook & LKS_IN_VFORK_CHILD) || getpid() != me)
+        return NULL;
+    int zero = 0;
+    if (!atomic_compare_exchange_strong(&g_materializing, &zero, 1)) {
+        while (atomic_load(&g_pending_pid) && !atomic_load(&g_live->seg)) sched_yield();
+        return atomic_load(&g_live->seg);
+    }
+    t_materializing = 1;
+    if (!atomic_load(&g_live->seg)) fork_child_segment(0);
+    fork_fds_release();
+    atomic_store(&g_pending_pid, 0);
+    t_materializing = 0;
+    atomic_store(&g_materializing, 0);
+    return atomic_load(&g_live->seg);
+}
+
 /* A child of a fork that ran no atfork handler (raw fork/clone syscall), or
  * one whose other atfork handlers call us before ours ran: give it its own
- * segment now. NULL if this is not such a child. */
+ * segment now; or a pending fork child at its first event. NULL if this is
+ * neither. */
 static struct lks_header *forked_unseen(void) {
+    if (atomic_load(&g_pending_pid)) return fork_materialize();
     if (!g_mapped || g_mapped->pid == getpid()) return NULL;
     fork_child_segment(1);
     return atomic_load(&g_live->seg);
@@ -252,7 +291,15 @@ LKS_EXPORT struct lks_header *lks_trace_init(void) {
 }
 
 LKS_EXPORT struct lks_header *lks_trace_seg(void) {
-    return atomic_load_explicit(&g_live->seg, memory_order_acquire);
+    struct lks_header *h = atomic_load_explicit(&g_live->seg, memory_order_acquire);
+    if (__builtin_expect(h != NULL, 1) || !atomic_load_explicit(&g_pending_pid, memory_order_relaxed))
+        return h;
+    return fork_materialize();
+}
+
+LKS_EXPORT int lks_trace_pending_fork(void) {
+    return atomic_load_explicit(&g_pending_pid, memory_order_relaxed) != 0 &&
+           !atomic_load_explicit(&g_live->seg, memory_order_relaxed);
 }
 
 LKS_EXPORT const struct lks_rules *lks_trace_rules(void) { return &g_rules; }
@@ -383,7 +430,7 @@ static void fork_parent(void) { fork_fds_release(); }
 static void fork_child_segment(int raw) {
     struct lks_header *parent = g_mapped;
     if (!parent || atomic_load(&g_live->seg)) return; /* none, or done already */
-    lks_modmap_after_fork();
+    if (raw) lks_modmap_after_fork();
     lks_in_hook++;
     char err[600];
     /* The parent's capacities, not a fresh look at the environment: the
@@ -405,7 +452,10 @@ static void fork_child_segment(int raw) {
     }
     fill_identity(h);
     h->forked_from = parent->pid;
+    /* The parent's, not the environment's: the child may have changed it
+     * since the fork (nginx's workers keep only what they need). */
     snprintf(h->role, sizeof h->role, "%s", parent->role);
+    snprintf(h->session, sizeof h->session, "%s", parent->session);
     h->features = parent->features;
     h->py_alloc = parent->py_alloc;
     h->fd_untracked = 0;
@@ -488,9 +538,15 @@ static void fork_child_segment(int raw) {
     lks_in_hook--;
 }
 
+/* The atfork child handler: the segment waits for the child's first event
+ * (fork_materialize). */
 static void fork_child(void) {
-    fork_child_segment(0);
-    fork_fds_release();
+    if (!g_mapped) return;
+    /* A compile in progress belonged to a thread the child does not have. */
+    lks_modmap_after_fork();
+    atomic_store(&g_live->seg, NULL); /* already so unless WIPEONFORK failed */
+    atomic_store(&g_materializing, 0);
+    atomic_store(&g_pending_pid, getpid());
 }
 
 __attribute__((destructor)) static void trace_exit(void) {
@@ -795,13 +851,14 @@ static _Atomic uint64_t *site_index(struct lks_header *h) {
 /* Finds or claims the site of key. Returns index + 1 and sets *fresh when
  * the caller must fill it; 0 when the table is full (the last eighth is
  * kept for coarse keys, so that a stack seen after the table filled still
- * gets a site) or the index gives up. */
+ * gets a site) or the index gives up. coarse < 0: find only. */
 static uint32_t site_slot(struct lks_header *h, uint64_t key, int coarse,
                           struct lks_site **fresh) {
     struct lks_site *sites = lks_site_table(h);
     _Atomic uint64_t *index = site_index(h);
     *fresh = NULL;
     if (!index) return 0;
+    int lookup_only = coarse < 0;
     uint32_t mask = 2 * h->sites_cap - 1;
     uint64_t tag = key & 0xffffffff00000000ull;
     uint32_t start = (uint32_t)(key * 0x9E3779B97F4A7C15ull >> 32);
@@ -815,6 +872,7 @@ static uint32_t site_slot(struct lks_header *h, uint64_t key, int coarse,
                 return id;
             continue;
         }
+        if (lookup_only) return 0;
         uint32_t next = atomic_load_explicit(&g_sites_next, memory_order_relaxed);
         if (next >= h->sites_cap || (!coarse && next >= h->sites_cap - h->sites_cap / 8))
             return 0;
@@ -848,8 +906,22 @@ static uint32_t sites_claimed(const struct lks_header *h) {
     return n < h->sites_cap ? n : h->sites_cap;
 }
 
+/* A pending fork child finds the sites it inherited in its parent's
+ * mapping (their rows never change) without making its segment. */
+static uint32_t site_inherited(uint64_t key) {
+    struct lks_site *unused;
+    if (!lks_trace_pending_fork() || !g_mapped) return 0;
+    return site_slot(g_mapped, key, -1, &unused);
+}
+
+LKS_EXPORT uint32_t lks_site_inherited(uint64_t hash, int subsys) {
+    return site_inherited(site_key(hash, subsys));
+}
+
 LKS_EXPORT uint32_t lks_site_intern_frames(uint64_t hash, const uint32_t *frame_ids, int n,
                                            uint64_t rule_bits, int subsys, uint32_t flags) {
+    uint32_t known = site_inherited(site_key(hash, subsys));
+    if (known) return known;
     struct lks_header *h = lks_trace_seg();
     if (!h) return 0;
     if (n > LKS_MAX_FRAMES) n = LKS_MAX_FRAMES;
@@ -873,6 +945,8 @@ static const int coarse_depths[] = {6, 3, 1};
 
 LKS_EXPORT uint32_t lks_site_intern(uint64_t hash, const uint64_t *frames, int n,
                                     uint64_t rule_bits, int subsys) {
+    uint32_t known = site_inherited(site_key(hash, subsys));
+    if (known) return known;
     struct lks_header *h = lks_trace_seg();
     if (!h) return 0;
     if (n > LKS_MAX_FRAMES) n = LKS_MAX_FRAMES;

@@ -36,8 +36,13 @@ extern __thread int lks_in_hook __attribute__((tls_model("initial-exec")));
  * off (failed, disabled, or in progress on this thread). */
 struct lks_header *lks_trace_init(void);
 
-/* The segment once initialized, else NULL. One atomic load. */
+/* The segment once initialized, else NULL. One atomic load; in a fork
+ * child that has no segment yet (see lks_trace_pending_fork), makes it. */
 struct lks_header *lks_trace_seg(void);
+
+/* 1 in a fork child whose segment waits for its first event: most children
+ * exec first and never need one. Such a child writes nothing shared. */
+int lks_trace_pending_fork(void);
 
 /* The rules in force. Valid once lks_trace_init() returned non-NULL. */
 const struct lks_rules *lks_trace_rules(void);
@@ -107,14 +112,19 @@ uint32_t lks_string_intern(const char *str);
  * segment is sparse). */
 uint32_t lks_sites_claimed(void);
 
+/* In a fork child without a segment yet: the site the parent had for
+ * (hash, subsys) at the fork, or 0. Lets a hook skip interning frames. */
+uint32_t lks_site_inherited(uint64_t hash, int subsys);
+
 /* The site for index + 1 as returned by lks_site_intern, or NULL. */
 struct lks_site *lks_site_get(uint32_t site);
 
 /* Marks which view a shim provides (LKS_FEATURE_*). */
 void lks_trace_feature(uint32_t feature);
 
-/* Hooks a shim wants run in the child after fork, after the segment has
- * been copied (at most 4). */
+/* Hooks a shim wants run in a fork child once its segment has been made
+ * and copied (at most 4): at the child's first event, possibly in a signal
+ * handler or with the shim's own locks held, so they must take no lock. */
 void lks_trace_on_fork_child(void (*fn)(void));
 
 #endif

@@ -84,7 +84,10 @@ __attribute__((destructor)) static void fdtrack_finish(void) {
     struct lks_header *h = lks_trace_seg();
     if (!h || lks_in_hook) return;
     lks_in_hook++;
-    memset(kernel_open, 0, sizeof kernel_open);
+    /* Only the bits the table can use: clearing all 128 KiB costs a short
+     * process 32 page faults. */
+    memset(kernel_open, 0, ((size_t)h->fds_cap + 7) / 8 < sizeof kernel_open
+                               ? ((size_t)h->fds_cap + 7) / 8 : sizeof kernel_open);
     uint32_t how = for_each_kernel_fd(note_kernel_fd, h);
     uint32_t top = (uint32_t)atomic_load(&h->fd_hiwater);
     if (top > h->fds_cap) top = h->fds_cap;

@@ -188,6 +188,9 @@ static void walk_live(void (*fn)(const struct alloc_rec *, void *), void *ctx) {
     g_npending = counters_pending(g_pending, MAX_PENDING);
     qsort(g_pending, g_npending, sizeof g_pending[0], cmp_ptr);
     for (uint32_t i = 0; i < NSTRIPES; i++) {
+        if (!((atomic_load_explicit(&alloc_stripes_used[i / 64], memory_order_acquire) >>
+               (i % 64)) & 1))
+            continue; /* never had a record; its first one comes after the walk */
         struct stripe *s = &alloc_stripes[i];
         stripe_lock(s);
         for (uint32_t k = 0; k < s->cap; k++)
@@ -241,6 +244,10 @@ static int work_pending(struct lks_header *h) {
     return hs && atomic_load(&hs->refresh_req) != atomic_load(&hs->refresh_done);
 }
 
+/* A fork child's segment holds its parent's counters until its first
+ * aggregation, due at the next tick. */
+static _Atomic int g_child_fresh;
+
 static void *aggregator_main(void *arg) {
     (void)arg;
     lks_in_hook = 1; /* nothing this thread does is the program's */
@@ -253,7 +260,9 @@ static void *aggregator_main(void *arg) {
         nanosleep(&ts, NULL);
         struct lks_header *h = lks_trace_seg();
         if (!h || atomic_load(&g_final)) continue;
-        if (tick % TICKS_PER_AGGREGATION == 0 || work_pending(h)) aggregate_now(h, 0);
+        if (tick % TICKS_PER_AGGREGATION == 0 || work_pending(h) ||
+            atomic_exchange(&g_child_fresh, 0))
+            aggregate_now(h, 0);
     }
     return NULL;
 }
@@ -279,8 +288,13 @@ void aggregate_fork_prepare(void) { pthread_mutex_lock(&g_agg_lock); }
 
 void aggregate_fork_parent(void) { pthread_mutex_unlock(&g_agg_lock); }
 
-void aggregate_fork_child(struct lks_header *h) {
+void aggregate_fork_child(void) {
     pthread_mutex_init(&g_agg_lock, NULL);
+    atomic_store(&g_hs, NULL); /* the parent's area: not ours to write */
+    atomic_store(&g_child_fresh, 1);
+}
+
+void aggregate_child_segment(struct lks_header *h) {
     /* The copy of the parent's area may be torn: lay it out afresh, keeping
      * the event counters and double frees it inherited. */
     struct lks_heapseg *hs = heapseg_setup(h);

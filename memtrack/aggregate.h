@@ -34,10 +34,13 @@ void aggregate_now(struct lks_header *h, int final);
 extern _Atomic int g_final;
 
 /* Around fork: the aggregation lock is held so the child never inherits it
- * taken; in the child it is re-created and h is the child's segment. */
+ * taken; in the child it is re-created, and nothing is written until the
+ * child has a segment of its own (aggregate_child_segment, which takes no
+ * lock; the next tick publishes the child's counters into it). */
 void aggregate_fork_prepare(void);
 void aggregate_fork_parent(void);
-void aggregate_fork_child(struct lks_header *h);
+void aggregate_fork_child(void);
+void aggregate_child_segment(struct lks_header *h);
 
 /* Records a double free in the heap area (sites are index + 1). */
 void aggregate_note_double_free(uint64_t addr, uint64_t size, uint32_t subsys,

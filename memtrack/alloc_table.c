@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 
 struct stripe alloc_stripes[NSTRIPES];
+_Atomic uint64_t alloc_stripes_used[NSTRIPES / 64];
 struct freed_rec alloc_freed[NSTRIPES][FREED_PER_STRIPE];
 
 static inline struct freed_rec *freed_of(struct stripe *s) {
@@ -43,6 +44,10 @@ static int grow(struct stripe *s) {
     struct alloc_rec *ns = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
                                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (ns == MAP_FAILED) return -1;
+    if (!s->cap) {
+        uint32_t i = (uint32_t)(s - alloc_stripes);
+        atomic_fetch_or(&alloc_stripes_used[i / 64], (uint64_t)1 << (i % 64));
+    }
     for (uint32_t i = 0; i < s->cap; i++) {
         if (!s->slots[i].ptr) continue;
         uint32_t j = slot_of(s->slots[i].ptr, ncap);

@@ -64,6 +64,9 @@ struct stripe {
 #define NSTRIPES (1u << STRIPE_BITS)
 
 extern struct stripe alloc_stripes[NSTRIPES];
+/* Bit i: stripe i has had records (set at its first growth, never
+ * cleared), so that a walk skips, and does not fault in, the others. */
+extern _Atomic uint64_t alloc_stripes_used[NSTRIPES / 64];
 extern struct freed_rec alloc_freed[NSTRIPES][FREED_PER_STRIPE];
 
 /* Where a block's record goes. The stripe is a hash of the block's 1 MiB

@@ -194,9 +194,9 @@ static struct site_ref site_of_stack(const uint64_t *frames, int n, uint64_t *ha
     struct lks_subject subj = {.kind = LKS_KIND_UNKNOWN, .stack_bits = bits};
     ref.subsys = (uint32_t)lks_rules_classify(lks_trace_rules(), &subj);
     if (ref.subsys >= LKS_MAX_SUBSYS) ref.subsys = LKS_SUBSYS_OTHER;
-    struct lks_header *h = lks_trace_seg();
-    /* A full table still gives a coarse site (trace.h); once per stack. */
-    ref.site = h ? lks_site_intern(hash, frames, n, bits, (int)ref.subsys) : 0;
+    /* A full table still gives a coarse site (trace.h); once per stack.
+     * 0 without a segment. */
+    ref.site = lks_site_intern(hash, frames, n, bits, (int)ref.subsys);
     stack_store(hash, ref);
     return ref;
 }

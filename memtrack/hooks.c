@@ -40,6 +40,11 @@ static _Atomic int g_on; /* tracking: the segment exists and we are set up */
 #define CALLER_RA ((uintptr_t)__builtin_return_address(0))
 #define CALLER_FP ((uintptr_t)__builtin_frame_address(0))
 
+/* Set in a fork child until child_chores is done; g_fork_ms: the fork. */
+static _Atomic int g_child_chores;
+static uint32_t g_fork_ms;
+static void child_chores(void);
+
 static inline int tracking(void) {
     return atomic_load_explicit(&g_on, memory_order_relaxed) && !lks_in_hook;
 }
@@ -72,6 +77,8 @@ static void track_alloc(void *p, size_t size, uintptr_t ra, uintptr_t fp) {
     if (r < 0) aggregate_count(EV_TABLE_FULL);
     if (r == 1) publish_if_final(REC_SITE(&old), REC_SUBSYS(&old));
     publish_if_final(ref.site, ref.subsys);
+    if (__builtin_expect(atomic_load_explicit(&g_child_chores, memory_order_relaxed), 0))
+        child_chores();
 }
 
 /* Memory handed out without tracking must not look like a recent free. */
@@ -240,6 +247,8 @@ LKS_EXPORT void free(void *p) {
         atomic_store_explicit(&b->pending_free, (uintptr_t)p, memory_order_relaxed);
         if (q) complete_free(b, (void *)q, qra, 0);
     }
+    if (__builtin_expect(atomic_load_explicit(&g_child_chores, memory_order_relaxed), 0))
+        child_chores();
     lks_in_hook--;
 }
 
@@ -428,10 +437,15 @@ static int pymem_mode(void) {
 }
 
 /* Fork: the child inherits the table as it was, with every stripe held by
- * the forking thread; it gets its own segment from the core runtime (whose
- * child handler runs before ours) and an aggregator thread of its own. */
+ * the forking thread. Its segment comes from the core runtime at its first
+ * event (trace.h), when child_segment_ready lays out its heap area;
+ * child_chores makes it for a child that only allocates at known sites, and
+ * starts the child's aggregator thread. */
 static void fork_prepare(void) {
     if (!atomic_load(&g_on)) return;
+    /* A fork child that has not made its segment yet makes it now, before
+     * the locks below: its child would copy the wrong parent otherwise. */
+    (void)lks_trace_seg();
     lks_in_hook++;
     aggregate_fork_prepare();
     table_lock_all();
@@ -447,17 +461,32 @@ static void fork_parent(void) {
 static void fork_child(void) {
     if (!atomic_load(&g_on)) return;
     table_unlock_all();
-    struct lks_header *h = lks_trace_seg();
-    if (!h) {
-        atomic_store(&g_on, 0);
-        lks_in_hook--;
-        return;
-    }
-    aggregate_fork_child(h);
+    aggregate_fork_child();
     counters_after_fork();
-    aggregator_start();
-    aggregate_now(h, 0);
+    g_fork_ms = heap_clock_ms();
+    atomic_store(&g_child_chores, 1);
     lks_in_hook--;
+}
+
+/* The child's segment exists (trace.h: no lock may be taken here): its
+ * counters replace the parent's copy at once, the rest at the first tick. */
+static void child_segment_ready(void) {
+    struct lks_header *h = lks_trace_seg();
+    if (!h) return;
+    aggregate_child_segment(h);
+    counters_publish(h);
+}
+
+/* A fork child's work that waits for an allocation (a thread start is no
+ * work for an atfork handler, nor for a child that execs next): 50 ms into
+ * its life the child makes its segment, and once it has one, its
+ * aggregator thread. */
+static void child_chores(void) {
+    if (lks_trace_pending_fork()) {
+        if (heap_clock_ms() - g_fork_ms < 50) return;
+        (void)lks_trace_seg();
+    }
+    if (!lks_trace_pending_fork() && atomic_exchange(&g_child_chores, 0)) aggregator_start();
 }
 
 __attribute__((constructor)) static void memtrack_start(void) {
@@ -467,6 +496,7 @@ __attribute__((constructor)) static void memtrack_start(void) {
     lks_in_hook++;
     if (callsite_init() == 0 && counters_init(h->sites_cap, flush_pending) == 0 && aggregate_init(h) == 0) {
         pthread_atfork(fork_prepare, fork_parent, fork_child);
+        lks_trace_on_fork_child(child_segment_ready);
         lks_trace_feature(LKS_FEATURE_HEAP);
         pymem_install();
         atomic_store(&h->py_alloc, (uint32_t)pymem_mode());

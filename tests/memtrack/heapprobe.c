@@ -181,6 +181,41 @@ static void mode_fork(void) {
            7 * 1234 + 3 * 4321, 10);
 }
 
+/* A fork child that allocates only where its parent did makes its segment
+ * 50 ms into its life, not at the fork: prints whether the file existed
+ * before that (it must not) and after (it must). */
+static void mode_forklate(void) {
+    char path[512];
+    const char *dir = getenv("LEAKSCOPE_DIR");
+    pid_t pid = -1;
+    int before = -1, after = -1;
+    for (int round = 0; round < 3; round++) {
+        frontier_before_fork(); /* one call site, 7 blocks a round */
+        if (round == 0) {
+            fflush(stdout);
+            pid = fork();
+            if (pid < 0) exit(40);
+            if (pid > 0) break;
+            snprintf(path, sizeof path, "%s/%d.seg", dir ? dir : "", (int)getpid());
+        }
+        if (round == 1) {
+            before = access(path, F_OK) == 0;
+            usleep(120 * 1000);
+        }
+    }
+    if (pid == 0) {
+        after = access(path, F_OK) == 0;
+        printf("child segment before %d after %d\n", before, after);
+        fflush(stdout);
+        _exit(0);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) exit(41);
+    printf("child %d\nparent frontier %d %d\nchild frontier %d %d\n", (int)pid, 7 * 1234, 7,
+           21 * 1234, 21);
+}
+
 __attribute__((noinline)) void *frontier_twice_freed(void) { return malloc(4242); }
 
 __attribute__((noinline)) void probe_first_free(void *p) { free(p); }
@@ -313,8 +348,9 @@ int main(int argc, char **argv) {
     else if (!strcmp(mode, "serve")) mode_serve();
     else if (!strcmp(mode, "signals")) mode_signals();
     else if (!strcmp(mode, "forkstorm")) mode_forkstorm();
+    else if (!strcmp(mode, "forklate")) mode_forklate();
     else {
-        fprintf(stderr, "usage: heapprobe leak|storm|fork|errors|job|serve|signals|forkstorm\n");
+        fprintf(stderr, "usage: heapprobe leak|storm|fork|errors|job|serve|signals|forkstorm|forklate\n");
         return 2;
     }
     return 0;

@@ -174,6 +174,32 @@ Test(memtrack, fork_child_inherits_live_allocations) {
     mt_run_free(&r);
 }
 
+/* A fork child that only allocates where its parent did has no segment
+ * until 50 ms into its life (a child that execs at once never makes one),
+ * then one with its own and its inherited blocks. */
+Test(memtrack, fork_child_makes_its_segment_late) {
+    struct mt_run r = mt_run_probe("forklate", NULL);
+    cr_assert_eq(r.status, 0, "heapprobe forklate exited %d; stderr: %s", r.status, r.err);
+    cr_expect(strstr(r.out, "child segment before 0 after 1\n"), "output: %s", r.out);
+    const char *rest = strstr(r.out, "child ");
+    while (rest && strncmp(rest, "child segment", 13) == 0) rest = strstr(rest + 1, "child ");
+    int child = 0, pb = 0, pa = 0, cb = 0, ca = 0;
+    cr_assert(rest && sscanf(rest, "child %d\nparent frontier %d %d\nchild frontier %d %d",
+                             &child, &pb, &pa, &cb, &ca) == 5,
+              "output: %s", r.out);
+    struct lks_header *ph = mt_segment(&r, r.pid);
+    struct lks_header *chh = mt_segment(&r, child);
+    cr_expect_eq(mt_subsys(ph, "frontier")->heap_live_bytes, pb);
+    struct lks_subsys *c = mt_subsys(chh, "frontier");
+    cr_expect_eq(c->heap_live_bytes, cb, "child frontier %lld, truth %d",
+                 (long long)c->heap_live_bytes, cb);
+    cr_expect_eq(c->heap_live_allocs, ca);
+    cr_expect_eq(chh->forked_from, r.pid);
+    lks_segment_free(ph);
+    lks_segment_free(chh);
+    mt_run_free(&r);
+}
+
 Test(memtrack, unknown_free_double_free_and_oom) {
     struct mt_run r = mt_run_probe("errors", NULL);
     cr_assert_eq(r.status, 0, "heapprobe errors exited %d; stderr: %s", r.status, r.err);
