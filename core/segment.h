@@ -15,8 +15,9 @@
  *   struct lks_header
  *   struct lks_subsys   [LKS_MAX_SUBSYS]
  *   struct lks_module   [LKS_MAX_MODULES]
- *   struct lks_site     [sites_cap]        open-addressed by key
- *   struct lks_frame    [frames_cap]       open-addressed by key
+ *   struct lks_site     [sites_cap]        claimed in order by the traced
+ *   struct lks_frame    [frames_cap]       process (a dense prefix); by key
+ *                                          under attach
  *   struct lks_strkey   [strkeys_cap]      string interning index
  *   strings             [strings_size]     NUL-terminated, offset 0 is ""
  *   struct lks_fd       [fds_cap]          indexed by descriptor number
@@ -356,10 +357,12 @@ static inline void *lks_heap_area(struct lks_header *h) {
     return (char *)h + h->heap_off;
 }
 
-/* Writer: the frame slot for key (a return address, or an interpreter key
- * with LKS_FRAME_INTERP_BIT): its id (index + 1), or 0 when the table is
- * full (counted in frames_dropped). *fresh is set when this call claimed the
- * slot: the caller fills it and sets ready last. Lock-free, no allocation. */
+/* Writer (attach's loader; the in-process runtime claims frames in order
+ * instead, trace.c): the frame slot for key (a return address, or an
+ * interpreter key with LKS_FRAME_INTERP_BIT), open-addressed by key: its id
+ * (index + 1), or 0 when the table is full (counted in frames_dropped).
+ * *fresh is set when this call claimed the slot: the caller fills it and
+ * sets ready last. Lock-free, no allocation. */
 uint32_t lks_frame_slot(struct lks_header *h, uint64_t key, struct lks_frame **fresh);
 
 /* Frame f of a site, or NULL when lost or not yet written. */

@@ -154,6 +154,8 @@ static void fork_child_segment(int raw);
 static void fork_fds_release(void);
 static struct lks_header *fork_materialize(void);
 static uint32_t sites_claimed(const struct lks_header *h);
+static uint32_t frames_claimed(const struct lks_header *h);
+static uint32_t frame_slot(struct lks_header *h, uint64_t key, struct lks_frame **fresh);
 static void cap_release(void *arg);
 static pthread_key_t g_cap_key;
 static _Atomic int g_cap_key_ok;
@@ -480,7 +482,8 @@ static void fork_child_segment(int raw) {
     if (parent->frames_cap == h->frames_cap && parent->strkeys_cap == h->strkeys_cap &&
         parent->strings_size == h->strings_size && parent->frames_off == h->frames_off &&
         parent->strings_off == h->strings_off) {
-        copy_present(h, parent, &pr, parent->frames_off, sizeof(struct lks_frame) * h->frames_cap);
+        copy_present(h, parent, &pr, parent->frames_off,
+                     sizeof(struct lks_frame) * frames_claimed(parent));
         copy_present(h, parent, &pr, parent->strkeys_off,
                      sizeof(struct lks_strkey) * h->strkeys_cap);
         copy_present(h, parent, &pr, parent->strings_off, h->strings_size);
@@ -520,8 +523,13 @@ static void fork_child_segment(int raw) {
     }
     /* Inherited descriptors count in no site: never the child's leak. */
     struct lks_site *sites = lks_site_table(h);
+    uint32_t nframes = frames_claimed(h);
     for (uint32_t i = 0; i < nsites; i++) {
         if (!atomic_load_explicit(&sites[i].key, memory_order_relaxed)) continue;
+        /* A site the parent was still filling at the fork may name frames
+         * it claimed after: the child's copy stops before them. */
+        for (uint16_t f = 0; f < sites[i].nframes && f < LKS_MAX_FRAMES; f++)
+            if (sites[i].frame[f] > nframes) sites[i].nframes = f;
         sites[i].fd_open = 0;
         sites[i].fd_opened = 0;
         sites[i].fd_failed = 0;
@@ -746,7 +754,7 @@ LKS_EXPORT uint32_t lks_frame_intern_native(uint64_t ra) {
     struct lks_header *h = lks_trace_seg();
     if (!h || ra == 0 || (ra & LKS_FRAME_INTERP_BIT)) return 0;
     struct lks_frame *f;
-    uint32_t id = lks_frame_slot(h, ra, &f);
+    uint32_t id = frame_slot(h, ra, &f);
     if (f) {
         f->kind = LKS_FRAME_NATIVE;
         f->addr = ra;
@@ -764,7 +772,7 @@ LKS_EXPORT uint32_t lks_frame_intern_interp(int kind, uint64_t key, uint64_t cod
     if (!h) return 0;
     key |= LKS_FRAME_INTERP_BIT;
     struct lks_frame *f;
-    uint32_t id = lks_frame_slot(h, key, &f);
+    uint32_t id = frame_slot(h, key, &f);
     if (f) {
         f->kind = (uint8_t)kind;
         f->addr = code;
@@ -824,81 +832,116 @@ static uint64_t site_key(uint64_t hash, int subsys) {
     return key ? key : 1;
 }
 
-/* Sites are claimed in order, so the claimed ones form a dense prefix of
- * the table: a fork child copies that prefix (a CPython parent's sites were
- * 16 MB spread over the whole table when placed by hash, 25 ms per fork),
- * and a small process touches few pages. The key -> index map that finds
- * them is private memory, inherited by a fork child as it was at the fork,
- * consistent with the prefix the child copies. An index entry holds the
- * key's top half and the site index + 1; the site's own key decides. */
-static _Atomic(_Atomic uint64_t *) g_site_index;
-static _Atomic uint32_t g_sites_next;
+/* Sites and frames are claimed in order, so the claimed ones form a dense
+ * prefix of their table: a fork child copies that prefix (a CPython parent's
+ * sites were 16 MB spread over the whole table when placed by hash, 25 ms
+ * per fork; its frames 5 MB), and a small process touches few pages. The
+ * key -> index map that finds them is private memory, inherited by a fork
+ * child as it was at the fork, consistent with the prefix the child copies.
+ * A map entry holds the key's top half and the index + 1; the row's own key
+ * (the first field of a site or a frame) decides. */
+struct claim_index {
+    _Atomic(_Atomic uint64_t *) map; /* 2 * cap entries */
+    _Atomic uint32_t next;           /* rows claimed so far */
+};
+static struct claim_index g_sites_ix, g_frames_ix;
 
-static _Atomic uint64_t *site_index(struct lks_header *h) {
-    _Atomic uint64_t *index = atomic_load_explicit(&g_site_index, memory_order_acquire);
-    if (index) return index;
-    size_t bytes = sizeof(uint64_t) * 2 * (size_t)h->sites_cap;
+static _Atomic uint64_t *claim_map(struct claim_index *ix, uint32_t cap) {
+    _Atomic uint64_t *map = atomic_load_explicit(&ix->map, memory_order_acquire);
+    if (map) return map;
+    size_t bytes = sizeof(uint64_t) * 2 * (size_t)cap;
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) return NULL;
     _Atomic uint64_t *expected = NULL;
-    if (atomic_compare_exchange_strong(&g_site_index, &expected, (_Atomic uint64_t *)p))
-        return p;
+    if (atomic_compare_exchange_strong(&ix->map, &expected, (_Atomic uint64_t *)p)) return p;
     munmap(p, bytes);
     return expected;
 }
 
-/* Finds or claims the site of key. Returns index + 1 and sets *fresh when
- * the caller must fill it; 0 when the table is full (the last eighth is
- * kept for coarse keys, so that a stack seen after the table filled still
- * gets a site) or the index gives up. coarse < 0: find only. */
-static uint32_t site_slot(struct lks_header *h, uint64_t key, int coarse,
-                          struct lks_site **fresh) {
-    struct lks_site *sites = lks_site_table(h);
-    _Atomic uint64_t *index = site_index(h);
-    *fresh = NULL;
-    if (!index) return 0;
-    int lookup_only = coarse < 0;
-    uint32_t mask = 2 * h->sites_cap - 1;
+static inline _Atomic uint64_t *row_key(void *rows, size_t stride, uint32_t i) {
+    return (_Atomic uint64_t *)((char *)rows + (size_t)i * stride);
+}
+
+/* Finds the row of key (returns index + 1), or claims the next row below
+ * limit for it (also sets *claimed; the caller fills the row). 0 when the
+ * rows up to limit are taken, limit is 0 (find only), or the map gives up.
+ * cap (a power of two) is the table's size. */
+static uint32_t claim_slot(struct claim_index *ix, void *rows, size_t stride, uint32_t cap,
+                           uint32_t limit, uint64_t key, int *claimed) {
+    _Atomic uint64_t *map = claim_map(ix, cap);
+    *claimed = 0;
+    if (!map) return 0;
+    uint32_t mask = 2 * cap - 1;
     uint64_t tag = key & 0xffffffff00000000ull;
     uint32_t start = (uint32_t)(key * 0x9E3779B97F4A7C15ull >> 32);
     for (uint32_t probe = 0; probe <= mask && probe < 256; probe++) {
-        _Atomic uint64_t *slot = &index[(start + probe) & mask];
+        _Atomic uint64_t *slot = &map[(start + probe) & mask];
         uint64_t v = atomic_load_explicit(slot, memory_order_acquire);
         if (v) {
             uint32_t id = (uint32_t)v;
-            if ((v & 0xffffffff00000000ull) == tag && id <= h->sites_cap &&
-                atomic_load_explicit(&sites[id - 1].key, memory_order_acquire) == key)
+            if ((v & 0xffffffff00000000ull) == tag && id <= cap &&
+                atomic_load_explicit(row_key(rows, stride, id - 1), memory_order_acquire) == key)
                 return id;
             continue;
         }
-        if (lookup_only) return 0;
-        uint32_t next = atomic_load_explicit(&g_sites_next, memory_order_relaxed);
-        if (next >= h->sites_cap || (!coarse && next >= h->sites_cap - h->sites_cap / 8))
-            return 0;
-        uint32_t i = atomic_fetch_add(&g_sites_next, 1);
-        if (i >= h->sites_cap) return 0;
-        atomic_store_explicit(&sites[i].key, key, memory_order_release);
+        if (atomic_load_explicit(&ix->next, memory_order_relaxed) >= limit) return 0;
+        uint32_t i = atomic_fetch_add(&ix->next, 1);
+        if (i >= cap) return 0;
+        atomic_store_explicit(row_key(rows, stride, i), key, memory_order_release);
         uint64_t zero = 0;
         if (!atomic_compare_exchange_strong(slot, &zero, tag | (i + 1))) {
-            /* Another thread took this index slot: entry i stays a hole. */
-            atomic_store_explicit(&sites[i].key, 0, memory_order_relaxed);
+            /* Another thread took this map slot: row i stays a hole. */
+            atomic_store_explicit(row_key(rows, stride, i), 0, memory_order_relaxed);
             probe--; /* look at the slot again: it may be our key */
             continue;
         }
-        uint32_t claimed = atomic_load_explicit(&h->sites_claimed, memory_order_relaxed);
-        while (claimed < i + 1 &&
-               !atomic_compare_exchange_weak_explicit(&h->sites_claimed, &claimed, i + 1,
-                                                      memory_order_release,
-                                                      memory_order_relaxed))
-            ;
-        *fresh = &sites[i];
+        *claimed = 1;
         return i + 1;
     }
     return 0;
 }
 
-LKS_EXPORT uint32_t lks_sites_claimed(void) { return atomic_load(&g_sites_next); }
+/* Finds or claims the site of key. Returns index + 1 and sets *fresh when
+ * the caller must fill it; 0 when the table is full (the last eighth is
+ * kept for coarse keys, so that a stack seen after the table filled still
+ * gets a site) or the map gives up. coarse < 0: find only. */
+static uint32_t site_slot(struct lks_header *h, uint64_t key, int coarse,
+                          struct lks_site **fresh) {
+    uint32_t limit = coarse < 0 ? 0 : coarse ? h->sites_cap : h->sites_cap - h->sites_cap / 8;
+    int claimed;
+    struct lks_site *sites = lks_site_table(h);
+    uint32_t id = claim_slot(&g_sites_ix, sites, sizeof *sites, h->sites_cap, limit, key, &claimed);
+    *fresh = claimed ? &sites[id - 1] : NULL;
+    if (claimed) {
+        uint32_t n = atomic_load_explicit(&h->sites_claimed, memory_order_relaxed);
+        while (n < id && !atomic_compare_exchange_weak_explicit(&h->sites_claimed, &n, id,
+                                                                memory_order_release,
+                                                                memory_order_relaxed))
+            ;
+    }
+    return id;
+}
+
+/* Finds or claims the frame of key (index + 1; 0 when the table is full). */
+static uint32_t frame_slot(struct lks_header *h, uint64_t key, struct lks_frame **fresh) {
+    int claimed;
+    struct lks_frame *frames = lks_frame_table(h);
+    uint32_t id = claim_slot(&g_frames_ix, frames, sizeof *frames, h->frames_cap,
+                             h->frames_cap, key, &claimed);
+    *fresh = claimed ? &frames[id - 1] : NULL;
+    if (claimed) atomic_fetch_add_explicit(&h->frames_used, 1, memory_order_relaxed);
+    else if (!id) atomic_fetch_add_explicit(&h->frames_dropped, 1, memory_order_relaxed);
+    return id;
+}
+
+LKS_EXPORT uint32_t lks_sites_claimed(void) { return atomic_load(&g_sites_ix.next); }
+
+/* Claimed frames, a prefix of h's table (for the fork copy). */
+static uint32_t frames_claimed(const struct lks_header *h) {
+    uint32_t n = atomic_load(&g_frames_ix.next);
+    return n < h->frames_cap ? n : h->frames_cap;
+}
 
 /* Claimed sites, a prefix of h's table (for the fork copy). */
 static uint32_t sites_claimed(const struct lks_header *h) {
