@@ -4,7 +4,9 @@
 # Prints, per workload, the median wall time of each mode and its ratio to
 # plain. Workloads (issue 8): cc1 compiling ~3000 lines, make building a
 # small tree, git clone + gc, curl fetching 100 URLs, node serving 2000
-# requests, sqlite3 inserting 20000 rows, and start-up (200 x /bin/true).
+# requests, sqlite3 inserting 20000 rows, start-up (200 x /bin/true from a
+# bash loop: fork + exec) and spawn (200 x /bin/true by posix_spawn: exec
+# alone, no fork handlers).
 set -euo pipefail
 BUILD=$(cd "${1:?usage: run.sh BUILD_DIR [REPS]}" && pwd)
 REPS=${2:-3}
@@ -63,6 +65,7 @@ srv.listen(0, '127.0.0.1', async () => {
 });
 """)
 PY
+cc -O2 -o "$W/spawn" "$(dirname "$0")/spawn.c"
 git init -q "$W/repo"
 (cd "$W/repo" && for i in $(seq 60); do
    for k in $(seq 5); do echo "line $i $k $RANDOM" >> "file$k.txt"; done
@@ -82,8 +85,9 @@ declare -A CMD=(
   [node]="node $W/serve.js"
   [sqlite3]="rm -f $W/db && sqlite3 $W/db < $W/inserts.sql >/dev/null"
   [startup]="for i in \$(seq 200); do /bin/true; done"
+  [spawn]="$W/spawn 200 /bin/true"
 )
-ORDER="cc1 make git curl node sqlite3 startup"
+ORDER="cc1 make git curl node sqlite3 startup spawn"
 
 run_one() { # mode workload -> "wall cpu" seconds (cpu = user + sys of the tree)
   local env=()
@@ -114,5 +118,8 @@ for wl in $ORDER; do
   printf '| %s | %.3f | %.3f | %.2fx | %.3f | %.3f | %.2fx |\n' "$wl" "$p" "$b" \
     "$(echo "$b / $p" | bc -l)" "$pc" "$bc_" "$(echo "$bc_ / ($pc + 0.001)" | bc -l)"
 done
-p=$(echo "${C[startup,plain]}" | median); b=$(echo "${C[startup,both]}" | median)
-printf '\nstart-up cpu cost per process: %.2f ms\n' "$(echo "($b - $p) * 1000 / 200" | bc -l)"
+for wl in startup spawn; do
+  p=$(echo "${C[$wl,plain]}" | median); b=$(echo "${C[$wl,both]}" | median)
+  printf '\n%s: cpu cost per process: %.2f ms' "$wl" "$(echo "($b - $p) * 1000 / 200" | bc -l)"
+done
+echo
