@@ -364,7 +364,7 @@ int history_load_db(const char *path, struct history *h, char *err, size_t errle
         /* Nor its last second, when an interpreter tears its heap down: a
          * sample taken then (a Python program freeing 15 MB it had kept)
          * hid the growth from the verdict. */
-        while (p->exit_time > 0 && p->last > p->first &&
+        while (p->exit_time > 0 && p->last > p->first && p->last < h->nt &&
                h->t[p->last] > p->exit_time - TEARDOWN_S)
             p->last--;
     }
@@ -467,6 +467,13 @@ static struct hist_site *site_get(struct history *h, struct hist_proc *p, const 
 }
 
 static double known(int64_t v) { return v < 0 ? NAN : (double)v; }
+
+void history_clip(struct history *h, double t_end) {
+    for (size_t i = 0; i < h->nproc; i++) {
+        struct hist_proc *p = &h->proc[i];
+        while (p->last > p->first && p->last < h->nt && h->t[p->last] > t_end) p->last--;
+    }
+}
 
 int history_add_round(struct history *h, const struct series_round *r, double t, size_t max_ticks) {
     if (max_ticks >= 2 && h->nt >= max_ticks) drop_oldest(h, h->nt - max_ticks / 2);

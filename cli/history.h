@@ -79,6 +79,10 @@ int history_load_db(const char *path, struct history *h, char *err, size_t errle
 struct series_round;
 int history_add_round(struct history *h, const struct series_round *r, double t, size_t max_ticks);
 
+/* Ends every process's samples at time t_end (Unix s): what came after is
+ * not judged (the demo's crawler draining after its crawl). */
+void history_clip(struct history *h, double t_end);
+
 void history_free(struct history *h);
 
 /* The series of p's subsystem named name, or NULL. */
