@@ -157,6 +157,29 @@ static int mode_fork(void) {
     return 0;
 }
 
+/* Like mode_fork, but the child drops root first, as nginx's workers do:
+ * it could not create its segment afterwards, so the shim must have made it
+ * before setuid. Prints "skip" when not root. */
+static int mode_fork_setuid(void) {
+    if (geteuid() != 0) {
+        printf("skip\n");
+        return 0;
+    }
+    frontier_leak_files(3);
+    fflush(stdout);
+    pid_t p = fork();
+    if (p == 0) {
+        if (setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+        probe_leak_pipes(2);
+        printf("child %d\n", (int)getpid());
+        exit(0);
+    }
+    int st;
+    waitpid(p, &st, 0);
+    printf("parent done %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    return 0;
+}
+
 /* The parent closes two pipe ends and makes new pipes the moment fork
  * returns, as multiprocessing does: the child must still hold the four ends
  * it got (and none of the new ones), whenever its fork handler runs. */
@@ -367,6 +390,7 @@ int main(int argc, char **argv) {
     if (!strcmp(m, "forkexec")) return mode_forkexec(arg ? arg : 1000);
     if (!strcmp(m, "spawn")) return mode_spawn();
     if (!strcmp(m, "fork")) return mode_fork();
+    if (!strcmp(m, "fork_setuid")) return mode_fork_setuid();
     if (!strcmp(m, "fork_then_close")) return mode_fork_then_close();
     if (!strcmp(m, "scm_rights")) return mode_scm_rights();
     if (!strcmp(m, "close_range")) return mode_close_range();

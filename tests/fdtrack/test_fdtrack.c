@@ -224,6 +224,23 @@ Test(fdtrack, thousand_fork_exec_children) {
     cr_expect_geq(count_segments(), 1001);
 }
 
+/* A fork child makes its segment at its first event; one that drops root
+ * first (setuid to nobody) gets it made before the drop. */
+Test(fdtrack, fork_child_that_drops_root_is_traced) {
+    struct run r;
+    run_probe(&r, 1, NULL, (char *[]){"fork_setuid", NULL});
+    cr_assert_eq(r.status, 0);
+    if (strcmp(r.out, "skip\n") == 0) cr_skip_test("needs root");
+    int child = 0;
+    cr_assert(sscanf(r.out, "child %d", &child) == 1, "output: %s", r.out);
+    cr_expect(strstr(r.out, "parent done 0\n"), "output: %s", r.out);
+    struct lks_header *c = load(child);
+    cr_expect_eq(c->forked_from, r.pid);
+    cr_expect_eq(subsys(c, "frontier")->fd_open, 3, "inherited before the drop");
+    cr_expect_eq(site_open(c, "pipe", "probe_leak_pipes", NULL), 4, "its own pipes, after it");
+    lks_segment_free(c);
+}
+
 Test(fdtrack, vfork_and_posix_spawn) {
     struct run r;
     run_both(&r, (char *[]){"spawn", NULL});
