@@ -43,10 +43,15 @@ if ! jq -en "$HEAP_RATE | . > 20e6 and . < 45e6" >/dev/null; then
   sed 's/^/#   /' "$TMP/heap-leak.txt"
   echo "# run's stderr"
   sed 's/^/#   /' "$TMP/heap-leak.err"
-  echo "# the recording's heap samples of python's \"other\" (tick, process, live bytes)"
+  echo "# the recording's processes (id, pid, first and last tick, exit time)"
   sqlite3 -separator ' ' "$TMP/heap-leak.db" \
-    "select tick, process, heap_live_bytes from subsys_sample where subsystem = 'other'" |
-    sed 's/^/#   /'
+    "select id, pid, first_tick, last_tick, exit_time from process" | sed 's/^/#   /'
+  echo "# its samples of python's \"other\" (tick, time, process, rss, live bytes)"
+  sqlite3 -separator ' ' "$TMP/heap-leak.db" \
+    "select s.tick, t.t, s.process, p.rss_bytes, s.heap_live_bytes from subsys_sample s
+     join tick t on t.id = s.tick
+     left join proc_sample p on p.tick = s.tick and p.process = s.process
+     where s.subsystem = 'other'" | sed 's/^/#   /'
 fi
 check_true "heap-leak: the site is the Python line that keeps the buffers (growing.py:28)" \
   jq -e "[.verdicts[] | select(.pid == $(cat "$TMP/heap-leak.pid"))][0].sites[0].frames | any(contains(\"(growing.py:28)\"))" "$TMP/heap-leak.json"
