@@ -118,7 +118,7 @@ int record_loop(const struct record_opts *o) {
     while (!last) {
         /* After a stop request, one more tick records the final state. */
         last = stop_requested || (o->duration_s >= 0 && clock_s(CLOCK_MONOTONIC) - start >= o->duration_s);
-        double t0 = clock_s(CLOCK_MONOTONIC), now = clock_s(CLOCK_REALTIME);
+        double t0 = clock_s(CLOCK_MONOTONIC);
         struct series_round rd;
         if (series_scan(reader, o->dir, o->pids, o->npids, &rd) != 0) {
             fprintf(stderr, "leakscope record: cannot read %s: %s\n", o->dir, strerror(errno));
@@ -134,6 +134,11 @@ int record_loop(const struct record_opts *o) {
             rd.n = k;
         }
         double scan_ms = (clock_s(CLOCK_MONOTONIC) - t0) * 1e3;
+        /* The tick's time is the scan's end: every value in it was read by
+         * then. A scan slowed to seconds (symbolizing a new process on a
+         * loaded machine) stamped with its start made an interpreter's
+         * teardown, read at the end, look seconds older than the exit. */
+        double now = clock_s(CLOCK_REALTIME);
         int rc = recording_tick(rec, &rd, now, scan_ms, err, sizeof err);
         series_round_free(&rd);
         if (rc != 0) {

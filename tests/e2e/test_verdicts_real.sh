@@ -46,9 +46,9 @@ if ! jq -en "$HEAP_RATE | . > 20e6 and . < 45e6" >/dev/null; then
   echo "# the recording's processes (id, pid, first and last tick, exit time)"
   sqlite3 -separator ' ' "$TMP/heap-leak.db" \
     "select id, pid, first_tick, last_tick, exit_time from process" | sed 's/^/#   /'
-  echo "# its samples of python's \"other\" (tick, time, process, rss, live bytes)"
+  echo "# its samples of python's \"other\" (tick, time, scan ms, process, rss, live bytes)"
   sqlite3 -separator ' ' "$TMP/heap-leak.db" \
-    "select s.tick, t.t, s.process, p.rss_bytes, s.heap_live_bytes from subsys_sample s
+    "select s.tick, t.t, t.scan_ms, s.process, p.rss_bytes, s.heap_live_bytes from subsys_sample s
      join tick t on t.id = s.tick
      left join proc_sample p on p.tick = s.tick and p.process = s.process
      where s.subsystem = 'other'" | sed 's/^/#   /'
