@@ -43,6 +43,10 @@ if ! jq -en "$HEAP_RATE | . > 20e6 and . < 45e6" >/dev/null; then
   sed 's/^/#   /' "$TMP/heap-leak.txt"
   echo "# run's stderr"
   sed 's/^/#   /' "$TMP/heap-leak.err"
+  KEPT=$(mktemp /tmp/lks-verdicts-real-heap-leak-XXXXXX.db)
+  cp "$TMP/heap-leak.db" "$KEPT" && echo "# the recording is kept for study: $KEPT"
+  echo "# the report's JSON processes and verdicts:"
+  jq -c '{processes, verdicts}' "$TMP/heap-leak.json" | sed 's/^/#   /'
   echo "# the recording's processes (id, pid, first and last tick, exit time)"
   sqlite3 -separator ' ' "$TMP/heap-leak.db" \
     "select id, pid, first_tick, last_tick, exit_time from process" | sed 's/^/#   /'
