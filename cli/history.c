@@ -15,6 +15,11 @@
 /* The last seconds of an exited process's life that no verdict reads. */
 #define TEARDOWN_S 1.0
 
+/* Ends p's samples at time t_end (its first one stays). */
+static void clip_proc(const struct history *h, struct hist_proc *p, double t_end) {
+    while (p->last > p->first && p->last < h->nt && h->t[p->last] > t_end) p->last--;
+}
+
 /* A recording larger than this many ticks or rows of one kind is refused
  * rather than exhausting memory (a day at one sample a second is 86,400). */
 #define MAX_IDS 10000000
@@ -364,9 +369,7 @@ int history_load_db(const char *path, struct history *h, char *err, size_t errle
         /* Nor its last second, when an interpreter tears its heap down: a
          * sample taken then (a Python program freeing 15 MB it had kept)
          * hid the growth from the verdict. */
-        while (p->exit_time > 0 && p->last > p->first && p->last < h->nt &&
-               h->t[p->last] > p->exit_time - TEARDOWN_S)
-            p->last--;
+        if (p->exit_time > 0) clip_proc(h, p, p->exit_time - TEARDOWN_S);
     }
     if (rc) history_free(h);
     return rc;
@@ -469,10 +472,7 @@ static struct hist_site *site_get(struct history *h, struct hist_proc *p, const 
 static double known(int64_t v) { return v < 0 ? NAN : (double)v; }
 
 void history_clip(struct history *h, double t_end) {
-    for (size_t i = 0; i < h->nproc; i++) {
-        struct hist_proc *p = &h->proc[i];
-        while (p->last > p->first && p->last < h->nt && h->t[p->last] > t_end) p->last--;
-    }
+    for (size_t i = 0; i < h->nproc; i++) clip_proc(h, &h->proc[i], t_end);
 }
 
 int history_add_round(struct history *h, const struct series_round *r, double t, size_t max_ticks) {

@@ -153,8 +153,13 @@ static void fork_child(void);
 static void fork_child_segment(int raw);
 static void fork_fds_release(void);
 static struct lks_header *fork_materialize(void);
-static uint32_t sites_claimed(const struct lks_header *h);
-static uint32_t frames_claimed(const struct lks_header *h);
+/* Sites and frames are claimed in order (see claim_slot). */
+struct claim_index {
+    _Atomic(_Atomic uint64_t *) map; /* 2 * cap entries */
+    _Atomic uint32_t next;           /* rows claimed so far */
+};
+static struct claim_index g_sites_ix, g_frames_ix;
+static uint32_t claimed_prefix(struct claim_index *ix, uint32_t cap);
 static uint32_t frame_slot(struct lks_header *h, uint64_t key, struct lks_frame **fresh);
 static void cap_release(void *arg);
 static pthread_key_t g_cap_key;
@@ -475,7 +480,7 @@ static void fork_child_segment(int raw) {
     struct present pr;
     present_ranges(parent, &pr);
     pr.child_fd = open_segment_file(getpid(), O_RDWR);
-    uint32_t nsites = sites_claimed(parent);
+    uint32_t nsites = claimed_prefix(&g_sites_ix, parent->sites_cap);
     h->sites_claimed = nsites;
     copy_present(h, parent, &pr, parent->sites_off, sizeof(struct lks_site) * nsites);
     /* Same capacities (same code, same environment), so ids stay valid. */
@@ -483,7 +488,7 @@ static void fork_child_segment(int raw) {
         parent->strings_size == h->strings_size && parent->frames_off == h->frames_off &&
         parent->strings_off == h->strings_off) {
         copy_present(h, parent, &pr, parent->frames_off,
-                     sizeof(struct lks_frame) * frames_claimed(parent));
+                     sizeof(struct lks_frame) * claimed_prefix(&g_frames_ix, parent->frames_cap));
         copy_present(h, parent, &pr, parent->strkeys_off,
                      sizeof(struct lks_strkey) * h->strkeys_cap);
         copy_present(h, parent, &pr, parent->strings_off, h->strings_size);
@@ -523,7 +528,7 @@ static void fork_child_segment(int raw) {
     }
     /* Inherited descriptors count in no site: never the child's leak. */
     struct lks_site *sites = lks_site_table(h);
-    uint32_t nframes = frames_claimed(h);
+    uint32_t nframes = claimed_prefix(&g_frames_ix, h->frames_cap);
     for (uint32_t i = 0; i < nsites; i++) {
         if (!atomic_load_explicit(&sites[i].key, memory_order_relaxed)) continue;
         /* A site the parent was still filling at the fork may name frames
@@ -840,12 +845,6 @@ static uint64_t site_key(uint64_t hash, int subsys) {
  * child as it was at the fork, consistent with the prefix the child copies.
  * A map entry holds the key's top half and the index + 1; the row's own key
  * (the first field of a site or a frame) decides. */
-struct claim_index {
-    _Atomic(_Atomic uint64_t *) map; /* 2 * cap entries */
-    _Atomic uint32_t next;           /* rows claimed so far */
-};
-static struct claim_index g_sites_ix, g_frames_ix;
-
 static _Atomic uint64_t *claim_map(struct claim_index *ix, uint32_t cap) {
     _Atomic uint64_t *map = atomic_load_explicit(&ix->map, memory_order_acquire);
     if (map) return map;
@@ -937,33 +936,23 @@ static uint32_t frame_slot(struct lks_header *h, uint64_t key, struct lks_frame 
 
 LKS_EXPORT uint32_t lks_sites_claimed(void) { return atomic_load(&g_sites_ix.next); }
 
-/* Claimed frames, a prefix of h's table (for the fork copy). */
-static uint32_t frames_claimed(const struct lks_header *h) {
-    uint32_t n = atomic_load(&g_frames_ix.next);
-    return n < h->frames_cap ? n : h->frames_cap;
-}
-
-/* Claimed sites, a prefix of h's table (for the fork copy). */
-static uint32_t sites_claimed(const struct lks_header *h) {
-    uint32_t n = lks_sites_claimed();
-    return n < h->sites_cap ? n : h->sites_cap;
+/* Rows claimed so far, clamped to a table of cap rows (for the fork copy). */
+static uint32_t claimed_prefix(struct claim_index *ix, uint32_t cap) {
+    uint32_t n = atomic_load(&ix->next);
+    return n < cap ? n : cap;
 }
 
 /* A pending fork child finds the sites it inherited in its parent's
  * mapping (their rows never change) without making its segment. */
-static uint32_t site_inherited(uint64_t key) {
+LKS_EXPORT uint32_t lks_site_inherited(uint64_t hash, int subsys) {
     struct lks_site *unused;
     if (!lks_trace_pending_fork() || !g_mapped) return 0;
-    return site_slot(g_mapped, key, -1, &unused);
-}
-
-LKS_EXPORT uint32_t lks_site_inherited(uint64_t hash, int subsys) {
-    return site_inherited(site_key(hash, subsys));
+    return site_slot(g_mapped, site_key(hash, subsys), -1, &unused);
 }
 
 LKS_EXPORT uint32_t lks_site_intern_frames(uint64_t hash, const uint32_t *frame_ids, int n,
                                            uint64_t rule_bits, int subsys, uint32_t flags) {
-    uint32_t known = site_inherited(site_key(hash, subsys));
+    uint32_t known = lks_site_inherited(hash, subsys);
     if (known) return known;
     struct lks_header *h = lks_trace_seg();
     if (!h) return 0;
@@ -988,7 +977,7 @@ static const int coarse_depths[] = {6, 3, 1};
 
 LKS_EXPORT uint32_t lks_site_intern(uint64_t hash, const uint64_t *frames, int n,
                                     uint64_t rule_bits, int subsys) {
-    uint32_t known = site_inherited(site_key(hash, subsys));
+    uint32_t known = lks_site_inherited(hash, subsys);
     if (known) return known;
     struct lks_header *h = lks_trace_seg();
     if (!h) return 0;
