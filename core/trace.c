@@ -25,8 +25,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define UNW_LOCAL_ONLY
-#include <libunwind.h>
 
 LKS_EXPORT __thread int lks_in_hook __attribute__((tls_model("initial-exec")));
 
@@ -161,9 +159,6 @@ struct claim_index {
 static struct claim_index g_sites_ix, g_frames_ix;
 static uint32_t claimed_prefix(struct claim_index *ix, uint32_t cap);
 static uint32_t frame_slot(struct lks_header *h, uint64_t key, struct lks_frame **fresh);
-static void cap_release(void *arg);
-static pthread_key_t g_cap_key;
-static _Atomic int g_cap_key_ok;
 
 /* A traced parent already said why tracing is off; its children stay quiet.
  * Reads /proc/<ppid>/maps for our runtime (failure path only). */
@@ -227,7 +222,7 @@ static void init_locked(void) {
     write_subsys_names(h);
     lks_segment_dir_sweep_maybe(g_dir); /* dead segments of this user (docs/SEGMENTS.md) */
     lks_modmap_init(&g_rules);
-    if (pthread_key_create(&g_cap_key, cap_release) == 0) atomic_store(&g_cap_key_ok, 1);
+    lks_stack_init();
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     struct live *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (page != MAP_FAILED && madvise(page, 4096, MADV_WIPEONFORK) == 0) g_live = page;
@@ -575,129 +570,6 @@ __attribute__((destructor)) static void trace_exit(void) {
     clock_gettime(CLOCK_REALTIME, &ts);
     atomic_store(&h->exit_realtime_ns, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
     atomic_store(&h->exited, 1);
-}
-
-/* Stack capture on a private stack.
- *
- * libunwind needs several KiB of stack; a hook called from a signal handler
- * on an 8 KiB sigaltstack, or at the bottom of a deep recursion, has less.
- * So the unwinder runs on a stack of our own (per thread, two levels for a
- * signal that interrupts a capture), entered through lks_on_stack, whose
- * CFI (a standard frame-pointer frame) lets libunwind walk back onto the
- * program's stack. Deeper nesting records no frames rather than risk it. */
-#define CAP_STACK (64u << 10)
-#define CAP_LEVELS 2
-#define CAP_AREAS 4096
-
-struct cap_area {
-    _Atomic int owned;
-    char *stack; /* CAP_LEVELS stacks of CAP_STACK bytes */
-};
-
-static struct cap_area g_cap[CAP_AREAS];
-static _Atomic uint32_t g_ncap;
-static __thread struct cap_area *t_cap __attribute__((tls_model("initial-exec")));
-static __thread int t_cap_depth __attribute__((tls_model("initial-exec")));
-static __thread int t_cap_gone __attribute__((tls_model("initial-exec")));
-
-#if defined(__x86_64__)
-/* void lks_on_stack(void (*fn)(void *), void *arg, void *stack_top) */
-__asm__(".text\n"
-        ".p2align 4\n"
-        ".type lks_on_stack, @function\n"
-        "lks_on_stack:\n"
-        ".cfi_startproc\n"
-        "  push %rbp\n"
-        ".cfi_def_cfa_offset 16\n"
-        ".cfi_offset %rbp, -16\n"
-        "  mov %rsp, %rbp\n"
-        ".cfi_def_cfa_register %rbp\n"
-        "  mov %rdx, %rsp\n"
-        "  mov %rdi, %rax\n"
-        "  mov %rsi, %rdi\n"
-        "  call *%rax\n"
-        "  mov %rbp, %rsp\n"
-        "  pop %rbp\n"
-        ".cfi_def_cfa %rsp, 8\n"
-        "  ret\n"
-        ".cfi_endproc\n"
-        ".size lks_on_stack, .-lks_on_stack\n");
-void lks_on_stack(void (*fn)(void *), void *arg, void *stack_top);
-#define HAVE_ON_STACK 1
-#define ON_STACK_FRAMES 2 /* capture_thunk and lks_on_stack */
-#else
-#define HAVE_ON_STACK 0
-#endif
-
-static void cap_release(void *arg) {
-    struct cap_area *a = arg;
-    t_cap = NULL;
-    t_cap_gone = 1;
-    if (a) atomic_store(&a->owned, 0);
-}
-
-/* This thread's capture area: a released one, or a new mapping. */
-static struct cap_area *cap_claim(void) {
-    uint32_t n = atomic_load(&g_ncap);
-    struct cap_area *a = NULL;
-    for (uint32_t i = 0; i < n && i < CAP_AREAS && !a; i++) {
-        int zero = 0;
-        if (g_cap[i].stack && atomic_load_explicit(&g_cap[i].owned, memory_order_relaxed) == 0 &&
-            atomic_compare_exchange_strong(&g_cap[i].owned, &zero, 1))
-            a = &g_cap[i];
-    }
-    if (!a) {
-        uint32_t i = atomic_fetch_add(&g_ncap, 1);
-        if (i >= CAP_AREAS) return NULL;
-        void *p = mmap(NULL, CAP_STACK * CAP_LEVELS, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (p == MAP_FAILED) return NULL;
-        a = &g_cap[i];
-        a->owned = 1;
-        a->stack = p;
-    }
-    t_cap = a;
-    if (atomic_load(&g_cap_key_ok)) pthread_setspecific(g_cap_key, a);
-    return a;
-}
-
-struct cap_job {
-    void **buf;
-    int want, n;
-};
-
-static void capture_thunk(void *arg) {
-    struct cap_job *j = arg;
-    j->n = unw_backtrace(j->buf, j->want);
-}
-
-LKS_EXPORT __attribute__((noinline)) int lks_stack_capture(uint64_t *frames, int max, int skip) {
-    void *buf[LKS_MAX_FRAMES + 8];
-    int fixed = 1; /* buf[0] is this function */
-    int n = 0;
-#if HAVE_ON_STACK
-    struct cap_area *a = t_cap;
-    if (!a && !t_cap_gone) a = cap_claim();
-    if (a) {
-        if (t_cap_depth >= CAP_LEVELS) return 0;
-        fixed += ON_STACK_FRAMES;
-        struct cap_job j = {buf, max + skip + fixed, 0};
-        if (j.want > (int)(sizeof buf / sizeof buf[0])) j.want = (int)(sizeof buf / sizeof buf[0]);
-        char *top = a->stack + CAP_STACK * (size_t)(CAP_LEVELS - t_cap_depth);
-        t_cap_depth++;
-        lks_on_stack(capture_thunk, &j, (void *)((uintptr_t)top & ~(uintptr_t)15));
-        t_cap_depth--;
-        n = j.n;
-    } else
-#endif
-    {
-        int want = max + skip + fixed;
-        if (want > (int)(sizeof buf / sizeof buf[0])) want = (int)(sizeof buf / sizeof buf[0]);
-        n = unw_backtrace(buf, want);
-    }
-    int out = 0;
-    for (int i = skip + fixed; i < n && out < max; i++) frames[out++] = (uint64_t)(uintptr_t)buf[i];
-    return out;
 }
 
 LKS_EXPORT uint64_t lks_stack_hash(const uint64_t *frames, int n) {

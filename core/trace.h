@@ -62,6 +62,17 @@ static inline int64_t lks_now_ns(void) {
  * interrupting captures) returns 0 frames. */
 int lks_stack_capture(uint64_t *frames, int max, int skip);
 
+/* The stack from the frame whose return address is ra and whose stack
+ * pointer (after the return) is sp, up to max frames; sp 0 matches any.
+ * Replays frame sizes libunwind has taught it and runs libunwind where one
+ * is unknown or once in a while to check them (see stack.c). Returns >= 1:
+ * ra alone when nothing else is known. */
+int lks_stack_walk(uint64_t ra, uint64_t sp, uint64_t *frames, int max);
+
+/* Sets up the capture areas' thread-exit key and the frame-size table;
+ * once, from lks_trace_init. */
+void lks_stack_init(void);
+
 /* Hash of a stack; never 0. */
 uint64_t lks_stack_hash(const uint64_t *frames, int n);
 

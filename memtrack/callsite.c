@@ -87,23 +87,11 @@ static void cache_store(uintptr_t ra, uintptr_t fp, struct cs_entry *e, uint64_t
     atomic_store_explicit(&e->seq, s + 2, memory_order_release);
 }
 
-/* The stack from ra outwards: libunwind from here, with our own frames cut
- * off where ra appears (robust to inlining). Falls back to ra alone. */
-static int unwind_some(uintptr_t ra, uint64_t *frames, int max) {
-    uint64_t buf[LKS_MAX_FRAMES + 8];
-    int n = lks_stack_capture(buf, max + 7, 0);
-    for (int i = 0; i < n && i < 8; i++) {
-        if (buf[i] != ra) continue;
-        int out = 0;
-        for (int k = i; k < n && out < max; k++) frames[out++] = buf[k];
-        return out;
-    }
-    frames[0] = ra;
-    return 1;
-}
-
-static int unwind_from(uintptr_t ra, uint64_t *frames) {
-    return unwind_some(ra, frames, LKS_MAX_FRAMES);
+/* The stack from the hook's caller outwards. fp: the hook's frame address
+ * (__builtin_frame_address(0) where ra was taken), so the caller's stack
+ * pointer after the return is fp + 16; 0 when unknown. */
+static int unwind_some(uintptr_t ra, uintptr_t fp, uint64_t *frames, int max) {
+    return lks_stack_walk(ra, fp ? fp + 16 : 0, frames, max);
 }
 
 /* Rule bits of one return address (lks_frame_rule_bits: binary searches
@@ -208,7 +196,7 @@ __attribute__((noinline)) static struct site_ref resolve_slow(uintptr_t ra, uint
     int saved_errno = errno;
     uint64_t frames[LKS_MAX_FRAMES];
     uint64_t hash;
-    int n = unwind_from(ra, frames);
+    int n = unwind_some(ra, fp, frames, LKS_MAX_FRAMES);
     struct site_ref ref = site_of_stack(frames, n, &hash);
     if (!e) {
         cache_store(key, fp, NULL, hash, ref, 0, VERIFY_NEW);
@@ -240,7 +228,7 @@ static inline struct site_ref resolve_keyed(uintptr_t ra, uintptr_t key, uintptr
 #define PREFIX_FRAMES 4
 __attribute__((noinline)) static struct site_ref resolve_ambiguous(uintptr_t ra, uintptr_t fp) {
     uint64_t prefix[PREFIX_FRAMES];
-    int n = unwind_some(ra, prefix, PREFIX_FRAMES);
+    int n = unwind_some(ra, fp, prefix, PREFIX_FRAMES);
     uintptr_t key = (uintptr_t)(lks_stack_hash(prefix, n) | (1ull << 63));
     struct cs_entry seen;
     struct cs_entry *e = cache_find(key, fp, &seen);
@@ -312,7 +300,7 @@ struct site_ref callsite_resolve(uintptr_t ra, uintptr_t fp) {
 
 uint32_t callsite_stack_site(uintptr_t ra) {
     uint64_t frames[LKS_MAX_FRAMES], hash;
-    int n = unwind_from(ra, frames);
+    int n = unwind_some(ra, 0, frames, LKS_MAX_FRAMES);
     return site_of_stack(frames, n, &hash).site;
 }
 

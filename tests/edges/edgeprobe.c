@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <alloca.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -280,6 +281,44 @@ static int mode_allocfail(void) {
     return 0;
 }
 
+/* Call sites behind an allocation wrapper (the sqlite3MemMalloc, xmalloc
+ * shape): edge_wrap_alloc is called from five paths at one stack depth, two
+ * of them through edge_via_alloca, whose frame size changes from call to
+ * call. Every path allocates and frees 20,000 times; edge_wrap_from_X keeps
+ * the last KEPT_X blocks of its own size. */
+#define OPAQUE(p) __asm__ volatile("" ::"r"(p) : "memory")
+__attribute__((noinline)) void *edge_wrap_alloc(size_t n) {
+    void *p = malloc(n);
+    OPAQUE(p);
+    return p;
+}
+__attribute__((noinline)) void *edge_via_alloca(size_t pad, size_t n) {
+    char *buf = alloca(pad);
+    memset(buf, 1, pad);
+    OPAQUE(buf);
+    void *p = edge_wrap_alloc(n);
+    OPAQUE(p);
+    return p;
+}
+__attribute__((noinline)) void *edge_wrap_from_a(size_t pad) { (void)pad; void *p = edge_wrap_alloc(24); OPAQUE(p); return p; }
+__attribute__((noinline)) void *edge_wrap_from_b(size_t pad) { (void)pad; void *p = edge_wrap_alloc(32); OPAQUE(p); return p; }
+__attribute__((noinline)) void *edge_wrap_from_c(size_t pad) { (void)pad; void *p = edge_wrap_alloc(40); OPAQUE(p); return p; }
+__attribute__((noinline)) void *edge_wrap_from_d(size_t pad) { void *p = edge_via_alloca(pad, 48); OPAQUE(p); return p; }
+__attribute__((noinline)) void *edge_wrap_from_e(size_t pad) { void *p = edge_via_alloca(pad, 56); OPAQUE(p); return p; }
+
+static int mode_wrappers(void) {
+    void *(*path[5])(size_t) = {edge_wrap_from_a, edge_wrap_from_b, edge_wrap_from_c,
+                                edge_wrap_from_d, edge_wrap_from_e};
+    const int kept[5] = {10, 20, 30, 40, 50}, rounds = 20000;
+    for (int i = 0; i < rounds; i++)
+        for (int k = 0; k < 5; k++) {
+            void *p = path[k](16 + (size_t)((i * 7 + k) % 13) * 48);
+            if (i < rounds - kept[k]) free(p);
+        }
+    printf("kept a %d b %d c %d d %d e %d\n", kept[0], kept[1], kept[2], kept[3], kept[4]);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *m = argc > 1 ? argv[1] : "";
@@ -296,6 +335,7 @@ int main(int argc, char **argv) {
     if (!strcmp(m, "pairs")) return mode_pairs(arg);
     if (!strcmp(m, "fork")) return mode_fork(argc > 2 ? argv[2] : "exit");
     if (!strcmp(m, "allocfail")) return mode_allocfail();
+    if (!strcmp(m, "wrappers")) return mode_wrappers();
     if (!strcmp(m, "quiet")) return mode_quiet();
     if (!strcmp(m, "closeall")) return mode_closeall();
     fprintf(stderr, "edgeprobe: unknown mode '%s'\n", m);

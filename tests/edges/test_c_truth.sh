@@ -145,4 +145,21 @@ lks run --heap --quiet --summary "$S" -- "$EDGEPROBE" allocfail >"$TMP/out" 2>&1
 check "allocfail: the program saw 8 failures" "failed allocations 8" "$(cat "$TMP/out")"
 check "allocfail: 8 counted" 8 "$(q '.processes[0].heap.failed_allocs')"
 
+# 9. Call sites behind one allocation wrapper, called from five paths at one
+# stack depth, two of them through a frame that allocas a different size on
+# every call: each path's kept blocks are on sites that name that path, and
+# only those (the stack replay must not cross paths or lose them).
+lks run --heap --quiet --summary "$S" -- "$EDGEPROBE" wrappers >"$TMP/out" 2>&1
+check "wrappers: the program kept its blocks" "kept a 10 b 20 c 30 d 40 e 50" "$(cat "$TMP/out")"
+for p in a:10:24 b:20:32 c:30:40 d:40:48 e:50:56; do
+  IFS=: read -r name n size <<<"$p"
+  check "wrappers: path $name holds $n blocks of $size bytes" "$n $((n * size))" \
+    "$(q "[.processes[0].heap.sites[] | select(any(.frames[]; startswith(\"edge_wrap_from_$name \")))] |
+          \"\\(map(.live_allocs) | add) \\(map(.live_bytes) | add)\"")"
+done
+check "wrappers: every kept block is on a site that names its path" 150 \
+  "$(q '[.processes[0].heap.sites[] | select(any(.frames[]; startswith("edge_wrap_from_"))) | .live_allocs] | add')"
+check "wrappers: no site names two paths" 0 \
+  "$(q '[.processes[0].heap.sites[] | select([.frames[] | select(startswith("edge_wrap_from_"))] | length > 1)] | length')"
+
 finish
