@@ -172,6 +172,13 @@ int lks_mem_readable(uint64_t addr, size_t len) {
     return probe_readable(addr, len);
 }
 
+uint64_t lks_mem_readable_end(uint64_t addr) {
+    if (!lks_mem_readable(addr, 8)) return 0;
+    for (int i = 0; i < 4; i++)
+        if (t_hot[i].lo <= addr && addr + 8 <= t_hot[i].hi) return t_hot[i].hi;
+    return (addr | 4095) + 1; /* found by the kernel probe: its page at least */
+}
+
 /* ---- the interpreter ---- */
 
 static _Atomic int g_mode = -1; /* -1: not looked for yet */

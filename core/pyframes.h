@@ -70,4 +70,8 @@ __attribute__((visibility("default"))) int lks_py_code_ids(uint64_t code, uint64
  * its view of /proc/self/maps (rate-limited) on a miss. Exposed for tests. */
 __attribute__((visibility("default"))) int lks_mem_readable(uint64_t addr, size_t len);
 
+/* The end of the readable range that holds [addr, addr + 8), 0 if none: one
+ * check for a walk up a thread's stack. */
+uint64_t lks_mem_readable_end(uint64_t addr);
+
 #endif

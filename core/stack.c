@@ -8,15 +8,19 @@
  * (sqlite3MemMalloc, xmalloc), called from many paths at one depth, whose
  * call sites need a deep stack on every call.
  *
- * A frame size is fixed for every function that does not alloca. It is
- * learned from libunwind walks and replayed once two agreed. One replay in
- * VERIFY_EVERY is checked against libunwind's fast trace; where they
- * differ, a learning walk finds the size that varied. A size seen to vary,
- * or a signal frame, is marked bad for good: stacks through it always take
- * libunwind.
- * Every read is of the calling thread's own stack, bounds-checked against
- * the mappings (lks_mem_readable), so a bad size costs a wrong frame, never
- * a fault.
+ * A frame size is fixed for every function that does not alloca. Sizes
+ * are read off libunwind's fast trace (unw_backtrace): the caller's return
+ * address is the first copy of it above the frame's stack pointer. A size
+ * replays once two traces agreed on it. One replay in VERIFY_EVERY per
+ * thread is checked against the fast trace; where they differ, a learning
+ * walk (unw_step, which knows each frame's stack pointer) finds the size
+ * that was wrong. A size seen to vary, or one that is not on the stack
+ * (signal frames), is marked bad for good: stacks through it take the fast
+ * trace every time.
+ *
+ * Every read is of the calling thread's own stack, within the readable
+ * mapping that holds its stack pointer (lks_mem_readable_end), so a bad
+ * size costs a wrong frame, never a fault.
  */
 #define _GNU_SOURCE
 #include "trace.h"
@@ -177,10 +181,11 @@ LKS_EXPORT __attribute__((noinline)) int lks_stack_capture(uint64_t *frames, int
 
 struct frame_size {
     _Atomic uint64_t ra;   /* 0: free */
-    _Atomic int32_t size;  /* 0 while the claimer writes it */
-    _Atomic uint32_t seen; /* walks that saw this size; replayed from CONFIRMED */
+    _Atomic int32_t size;  /* 0: not learned yet */
+    _Atomic uint32_t seen; /* size 0: walks it stopped; else walks that saw the size */
 };
-#define CONFIRMED 2
+#define CONFIRMED 2 /* walks that must agree on a size before it replays */
+#define SCAN_MAX 65536
 
 static struct frame_size *g_sizes;
 static __thread int t_verify __attribute__((tls_model("initial-exec")));
@@ -204,30 +209,37 @@ static int32_t size_of(uint64_t ra) {
     return 0;
 }
 
-/* Records what one libunwind walk saw at ra: a first sight claims a slot,
- * a different later sight makes the size bad. A full probe run learns
- * nothing (that ra keeps taking libunwind). */
-static void size_learn(uint64_t ra, int32_t size) {
+/* ra's entry; claimed (size 0) if new. NULL when its probe run is full
+ * (that ra keeps taking libunwind). */
+static struct frame_size *size_entry(uint64_t ra) {
     uint32_t slot = size_slot(ra);
     for (int p = 0; p < SIZES_PROBES; p++) {
         struct frame_size *f = &g_sizes[(slot + (uint32_t)p) & ((1u << SIZES_BITS) - 1)];
         uint64_t k = atomic_load_explicit(&f->ra, memory_order_acquire);
         if (k == 0) {
             uint64_t zero = 0;
-            if (!atomic_compare_exchange_strong(&f->ra, &zero, ra)) k = zero;
-            else {
-                atomic_store_explicit(&f->seen, 1, memory_order_relaxed);
-                atomic_store_explicit(&f->size, size, memory_order_release);
-                return;
-            }
+            if (atomic_compare_exchange_strong(&f->ra, &zero, ra)) return f;
+            k = zero;
         }
-        if (k != ra) continue;
-        int32_t old = atomic_load_explicit(&f->size, memory_order_acquire);
-        if (old == 0 || old == FS_BAD) return;
-        if (old != size) atomic_store(&f->size, FS_BAD);
-        else if (atomic_load_explicit(&f->seen, memory_order_relaxed) < CONFIRMED)
-            atomic_fetch_add_explicit(&f->seen, 1, memory_order_relaxed);
-        return;
+        if (k == ra) return f;
+    }
+    return NULL;
+}
+
+/* Records what one libunwind walk saw at ra: a first sight sets the size,
+ * the same again confirms it, a different one makes it bad. */
+static void size_learn(uint64_t ra, int32_t size) {
+    struct frame_size *f = size_entry(ra);
+    if (!f) return;
+    int32_t old = atomic_load_explicit(&f->size, memory_order_acquire);
+    if (old == FS_BAD) return;
+    if (old == 0) {
+        atomic_store_explicit(&f->seen, 1, memory_order_relaxed);
+        atomic_store_explicit(&f->size, size, memory_order_release);
+    } else if (old != size) {
+        atomic_store(&f->size, FS_BAD);
+    } else if (atomic_load_explicit(&f->seen, memory_order_relaxed) < CONFIRMED) {
+        atomic_fetch_add_explicit(&f->seen, 1, memory_order_relaxed);
     }
 }
 
@@ -287,12 +299,32 @@ static int learn_walk(uint64_t ra, uint64_t sp, uint64_t *frames, int max) {
     return j.n;
 }
 
+/* Sizes read off a fast trace that starts at sp: each caller's return
+ * address is taken to be the first copy of it above the frame's sp. No
+ * syscall, unlike a learning walk (libunwind blocks signals around its
+ * cache at every unw_step). A stale copy lower in a frame gives a size
+ * that does not replay; the checks and the learning walk find it. */
+static void scan_learn(uint64_t sp, const uint64_t *frames, int n) {
+    uint64_t end = lks_mem_readable_end(sp);
+    for (int i = 0; i + 1 < n && sp < end; i++) {
+        const uint64_t *w = (const uint64_t *)(uintptr_t)sp;
+        uint64_t k = 0, words = (end - sp < SCAN_MAX ? end - sp : SCAN_MAX) / 8;
+        while (k < words && w[k] != frames[i + 1]) k++;
+        if (k == words) {
+            size_learn(frames[i], FS_BAD); /* not on this stack: a signal frame? */
+            return;
+        }
+        size_learn(frames[i], (int32_t)((k + 1) * 8));
+        sp += (k + 1) * 8;
+    }
+}
+
 #define REPLAY_UNKNOWN (-1) /* a size not learned yet */
 #define REPLAY_BAD (-2)     /* a size that does not replay */
 
 /* Replays learned sizes from (ra, sp): the frame count, or REPLAY_*. */
 static int replay(uint64_t ra, uint64_t sp, uint64_t *frames, int max) {
-    uint64_t top = sp + (64u << 20);
+    uint64_t end = lks_mem_readable_end(sp);
     int n = 0;
     for (;;) {
         frames[n++] = ra;
@@ -302,7 +334,7 @@ static int replay(uint64_t ra, uint64_t sp, uint64_t *frames, int max) {
         if (size == 0) return REPLAY_UNKNOWN;
         if (size < 0) return REPLAY_BAD;
         uint64_t cfa = sp + (uint64_t)size;
-        if (cfa > top || !lks_mem_readable(cfa - 8, 8)) return REPLAY_BAD;
+        if (cfa > end) return REPLAY_BAD; /* off this thread's stack */
         ra = *(const uint64_t *)(uintptr_t)(cfa - 8);
         sp = cfa;
         if (ra < 4096) return n;
@@ -312,7 +344,7 @@ static int replay(uint64_t ra, uint64_t sp, uint64_t *frames, int max) {
 /* libunwind's fast trace of this stack from ra: the check of a replay. */
 static int capture_from(uint64_t ra, uint64_t *frames, int max) {
     uint64_t buf[LKS_MAX_FRAMES + 12];
-    int n = lks_stack_capture(buf, max + 12, 0);
+    int n = lks_stack_capture(buf, max + 8, 0);
     for (int i = 0; i < n && i < 12; i++) {
         if (buf[i] != ra) continue;
         int out = 0;
@@ -325,18 +357,19 @@ static int capture_from(uint64_t ra, uint64_t *frames, int max) {
 LKS_EXPORT int lks_stack_walk(uint64_t ra, uint64_t sp, uint64_t *frames, int max) {
     if (max <= 0) return 0;
     if (max > LKS_MAX_FRAMES) max = LKS_MAX_FRAMES;
-    int n = g_sizes && sp ? replay(ra, sp, frames, max) : REPLAY_UNKNOWN;
+    int n = g_sizes && sp ? replay(ra, sp, frames, max) : REPLAY_BAD;
     if (n > 0 && ++t_verify < VERIFY_EVERY) return n;
-    if (n > 0 || n == REPLAY_BAD) {
-        /* The check of a replay, or a stack through a frame that does not
-         * replay: libunwind's fast trace. Where a replay disagrees, the
-         * learning walk below finds the size that varied. */
-        uint64_t check[LKS_MAX_FRAMES];
-        int m = capture_from(ra, check, max);
-        if (n == REPLAY_BAD && m > 0) {
-            memcpy(frames, check, (size_t)m * 8);
-            return m;
-        }
+    /* libunwind's fast trace: the check of a replay, or the stack where a
+     * replay cannot go. Where a replay disagrees, the learning walk below
+     * finds the size that varied. */
+    uint64_t check[LKS_MAX_FRAMES];
+    int m = capture_from(ra, check, max);
+    if (n <= 0 && m > 0) {
+        if (n == REPLAY_UNKNOWN) scan_learn(sp, check, m);
+        memcpy(frames, check, (size_t)m * 8);
+        return m;
+    }
+    if (n > 0) {
         t_verify = 0;
         if (m == n && memcmp(check, frames, (size_t)n * 8) == 0) return n;
     }

@@ -284,17 +284,22 @@ static int mode_allocfail(void) {
 /* Call sites behind an allocation wrapper (the sqlite3MemMalloc, xmalloc
  * shape): edge_wrap_alloc is called from five paths at one stack depth, two
  * of them through edge_via_alloca, whose frame size changes from call to
- * call. Every path allocates and frees 20,000 times; edge_wrap_from_X keeps
- * the last KEPT_X blocks of its own size. */
+ * call and whose alloca'd block holds the other path's return address.
+ * Every path allocates and frees 20,000 times; edge_wrap_from_X keeps the
+ * last KEPT_X blocks of its own size. */
 #define OPAQUE(p) __asm__ volatile("" ::"r"(p) : "memory")
 __attribute__((noinline)) void *edge_wrap_alloc(size_t n) {
     void *p = malloc(n);
     OPAQUE(p);
     return p;
 }
+static void *g_last_caller;
 __attribute__((noinline)) void *edge_via_alloca(size_t pad, size_t n) {
-    char *buf = alloca(pad);
-    memset(buf, 1, pad);
+    /* The alloca'd block holds the other path's return address: a walk
+     * that takes this frame for its size last time reads the wrong path. */
+    void **buf = alloca(pad);
+    for (size_t i = 0; i < pad / sizeof *buf; i++) buf[i] = g_last_caller;
+    g_last_caller = __builtin_return_address(0);
     OPAQUE(buf);
     void *p = edge_wrap_alloc(n);
     OPAQUE(p);
