@@ -303,9 +303,11 @@ static int learn_walk(uint64_t ra, uint64_t sp, uint64_t *frames, int max) {
  * address is taken to be the first copy of it above the frame's sp. No
  * syscall, unlike a learning walk (libunwind blocks signals around its
  * cache at every unw_step). A stale copy lower in a frame gives a size
- * that does not replay; the checks and the learning walk find it. */
-static void scan_learn(uint64_t sp, const uint64_t *frames, int n) {
+ * that does not replay; the checks and the learning walk find it. whole:
+ * the trace ended at its last frame, which then has no caller. */
+static void scan_learn(uint64_t sp, const uint64_t *frames, int n, int whole) {
     uint64_t end = lks_mem_readable_end(sp);
+    if (whole) size_learn(frames[n - 1], FS_LAST); /* the trace ended there */
     for (int i = 0; i + 1 < n && sp < end; i++) {
         const uint64_t *w = (const uint64_t *)(uintptr_t)sp;
         uint64_t k = 0, words = (end - sp < SCAN_MAX ? end - sp : SCAN_MAX) / 8;
@@ -341,14 +343,18 @@ static int replay(uint64_t ra, uint64_t sp, uint64_t *frames, int max) {
     }
 }
 
-/* libunwind's fast trace of this stack from ra: the check of a replay. */
-static int capture_from(uint64_t ra, uint64_t *frames, int max) {
+/* libunwind's fast trace of this stack from ra: the check of a replay.
+ * *ended: the trace reached the stack's outermost frame. */
+static int capture_from(uint64_t ra, uint64_t *frames, int max, int *ended) {
     uint64_t buf[LKS_MAX_FRAMES + 12];
-    int n = lks_stack_capture(buf, max + 8, 0);
+    int want = max + 12;
+    int n = lks_stack_capture(buf, want, 0);
+    *ended = n < want;
     for (int i = 0; i < n && i < 12; i++) {
         if (buf[i] != ra) continue;
         int out = 0;
         for (int k = i; k < n && out < max; k++) frames[out++] = buf[k];
+        *ended = *ended && out < max;
         return out;
     }
     return 0;
@@ -363,9 +369,10 @@ LKS_EXPORT int lks_stack_walk(uint64_t ra, uint64_t sp, uint64_t *frames, int ma
      * replay cannot go. Where a replay disagrees, the learning walk below
      * finds the size that varied. */
     uint64_t check[LKS_MAX_FRAMES];
-    int m = capture_from(ra, check, max);
+    int ended;
+    int m = capture_from(ra, check, max, &ended);
     if (n <= 0 && m > 0) {
-        if (n == REPLAY_UNKNOWN) scan_learn(sp, check, m);
+        if (n == REPLAY_UNKNOWN) scan_learn(sp, check, m, ended);
         memcpy(frames, check, (size_t)m * 8);
         return m;
     }
@@ -374,7 +381,8 @@ LKS_EXPORT int lks_stack_walk(uint64_t ra, uint64_t sp, uint64_t *frames, int ma
         if (m == n && memcmp(check, frames, (size_t)n * 8) == 0) return n;
     }
     n = learn_walk(ra, sp, frames, max);
-    if (n <= 0) n = capture_from(ra, frames, max); /* no frame at (ra, sp): the first at ra */
+    if (n <= 0) /* no frame at (ra, sp): the first at ra */
+        n = capture_from(ra, frames, max, &ended);
     if (n > 0) return n;
     frames[0] = ra;
     return 1;

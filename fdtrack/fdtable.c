@@ -21,7 +21,6 @@
 #include "pystack.h"
 #include "trace.h"
 
-#define STACK_SKIP 2 /* fdt_* function and the hook */
 
 #define OWN_MAX 16
 static _Atomic int own_fds[OWN_MAX]; /* fd + 1; 0 = free slot */
@@ -160,7 +159,9 @@ static void count_failed(struct lks_header *h, int subsys, uint32_t site, int er
 }
 
 /* The call site of the hook's caller and its subsystem. Inlined into the
- * noinline fdt_* entry points so the frame count to skip stays fixed. */
+ * noinline fdt_* entry points, which the hooks call directly: the frame
+ * above is the hook's (the shims keep frame pointers), and its caller's
+ * return address and stack pointer start the walk (lks_stack_walk). */
 struct origin {
     uint64_t hash, bits;
     uint64_t frames[LKS_MAX_FRAMES];
@@ -169,7 +170,8 @@ struct origin {
 };
 
 static inline __attribute__((always_inline)) void origin_capture(struct origin *o) {
-    o->n = lks_stack_capture(o->frames, LKS_MAX_FRAMES, STACK_SKIP);
+    const uintptr_t *hook_fp = *(const uintptr_t *const *)__builtin_frame_address(0);
+    o->n = lks_stack_walk(hook_fp[1], (uintptr_t)(hook_fp + 2), o->frames, LKS_MAX_FRAMES);
     o->hash = lks_stack_hash(o->frames, o->n);
     o->bits = lks_stack_rule_bits(o->hash, o->frames, o->n);
     if (lks_pystack_capture(&o->py, LKS_PY_MAX_FRAMES)) {
