@@ -175,7 +175,7 @@ LKS_EXPORT __attribute__((noinline)) int lks_stack_capture(uint64_t *frames, int
 #define FS_BAD (-1)
 #define FS_LAST (-2)
 #define FS_MAX (1 << 20)
-#define SIZES_BITS 16
+#define SIZES_BITS 14 /* 256 KiB: a short process faults in what it touches */
 #define SIZES_PROBES 8
 #define VERIFY_EVERY 128
 

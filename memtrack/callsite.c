@@ -103,7 +103,7 @@ struct frame_bits {
     uint64_t bits;
     _Atomic uint32_t ready;
 };
-#define FRAME_BITS_SIZE (1u << 16)
+#define FRAME_BITS_SIZE (1u << 14) /* 384 KiB: each new entry can fault a page in */
 static struct frame_bits *g_frame_bits;
 
 static uint64_t frame_bits_compute(uint64_t ra) { return lks_frame_rule_bits(ra); }
@@ -138,7 +138,7 @@ struct stack_entry {
     uint32_t subsys;
     uint32_t _pad;
 };
-#define STACKS_SIZE (1u << 17)
+#define STACKS_SIZE (1u << 15) /* 768 KiB, for the same reason */
 static struct stack_entry *g_stacks;
 
 static int stack_find(uint64_t hash, struct site_ref *ref) {
