@@ -22,14 +22,19 @@
 #define CACHE_PROBES 4
 #define VERIFY_NEW 4 /* a new pair is unwound this many more times */
 
+/* 32 bytes, two to a cache line: a short process faults in a page of the
+ * cache for each new pair, so the cache is kept to 1 MiB. */
 struct cs_entry {
     _Atomic uint32_t seq; /* 0 empty, odd while written */
-    _Atomic int32_t verify_left;
+    _Atomic int16_t verify_left;
+    uint8_t subsys;
+    uint8_t ambiguous;
     uint32_t site;
-    uint16_t subsys;
-    uint16_t ambiguous;
-    uint64_t ra, fp, stack_hash;
-} __attribute__((aligned(64)));
+    uint32_t stack_hash; /* low half of the stack's hash: tells a second stack */
+    uint64_t ra, fp;
+} __attribute__((aligned(32)));
+_Static_assert(sizeof(struct cs_entry) == 32, "cs_entry is half a cache line");
+_Static_assert(LKS_MAX_SUBSYS <= 256, "subsys fits cs_entry");
 
 static struct cs_entry *g_cache;
 static int g_python; /* CPython frames are readable in this process */
@@ -79,11 +84,11 @@ static void cache_store(uintptr_t ra, uintptr_t fp, struct cs_entry *e, uint64_t
     if ((s & 1) || !atomic_compare_exchange_strong(&e->seq, &s, s + 1)) return;
     __atomic_store_n(&e->ra, ra, __ATOMIC_RELAXED);
     __atomic_store_n(&e->fp, fp, __ATOMIC_RELAXED);
-    __atomic_store_n(&e->stack_hash, stack_hash, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->stack_hash, (uint32_t)stack_hash, __ATOMIC_RELAXED);
     __atomic_store_n(&e->site, ref.site, __ATOMIC_RELAXED);
-    __atomic_store_n(&e->subsys, (uint16_t)ref.subsys, __ATOMIC_RELAXED);
-    __atomic_store_n(&e->ambiguous, (uint16_t)ambiguous, __ATOMIC_RELAXED);
-    atomic_store(&e->verify_left, verify);
+    __atomic_store_n(&e->subsys, (uint8_t)ref.subsys, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->ambiguous, (uint8_t)ambiguous, __ATOMIC_RELAXED);
+    atomic_store(&e->verify_left, (int16_t)verify);
     atomic_store_explicit(&e->seq, s + 2, memory_order_release);
 }
 
@@ -200,7 +205,7 @@ __attribute__((noinline)) static struct site_ref resolve_slow(uintptr_t ra, uint
     struct site_ref ref = site_of_stack(frames, n, &hash);
     if (!e) {
         cache_store(key, fp, NULL, hash, ref, 0, VERIFY_NEW);
-    } else if (!seen->ambiguous && seen->stack_hash != hash) {
+    } else if (!seen->ambiguous && seen->stack_hash != (uint32_t)hash) {
         cache_store(key, fp, e, hash, ref, 1, 0);
     } else if (atomic_load_explicit(&e->verify_left, memory_order_relaxed) > 0) {
         atomic_fetch_sub_explicit(&e->verify_left, 1, memory_order_relaxed);
@@ -283,7 +288,8 @@ static int resolve_python(uintptr_t ra, struct site_ref *out) {
     uint64_t key = lks_pystack_key(ra, &ps);
     *out = resolve_python_exact(ra, &ps, key);
     if (!e) cache_store(ra, qkey, NULL, key, *out, 0, VERIFY_NEW);
-    else if (!seen.ambiguous && seen.stack_hash != key) cache_store(ra, qkey, e, key, *out, 1, 0);
+    else if (!seen.ambiguous && seen.stack_hash != (uint32_t)key)
+        cache_store(ra, qkey, e, key, *out, 1, 0);
     else if (atomic_load_explicit(&e->verify_left, memory_order_relaxed) > 0)
         atomic_fetch_sub_explicit(&e->verify_left, 1, memory_order_relaxed);
     return 1;
