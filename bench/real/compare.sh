@@ -5,8 +5,10 @@
 # task-clock (CPU ms, from `perf stat`: finer than time's 10 ms) of N runs
 # of each and the ratios to plain. Workloads: sqlite3 inserting 20,000
 # rows (one process, an allocation wrapper), a small `cc -O1 -c` (three
-# short processes, cold code) and a local `git clone` (a dozen processes).
-# Both shims are preloaded. Needs perf (Debian: linux-perf).
+# short processes, cold code) and a local `git clone` (a dozen processes);
+# WORKLOADS="python fdbench" adds bench/python/json_work.py and fdbench's
+# file churn (NEW_BUILD's binary). Both shims are preloaded. Needs perf
+# (Debian: linux-perf).
 set -euo pipefail
 OLD=$(cd "${1:?usage: compare.sh OLD_BUILD NEW_BUILD [N]}" && pwd)
 NEW=$(cd "${2:?usage: compare.sh OLD_BUILD NEW_BUILD [N]}" && pwd)
@@ -37,6 +39,8 @@ declare -A CMD=(
   [sqlite3]="rm -f $W/db && sqlite3 $W/db < $W/inserts.sql"
   [cc]="cc -O1 -c $W/m.c -o $W/m.o"
   [git]="rm -rf $W/clone && git clone -q --no-local $W/repo $W/clone"
+  [python]="/usr/bin/python3 $(dirname "$0")/../python/json_work.py"
+  [fdbench]="$NEW/bin/fdbench 100000 file"
 )
 
 one() { # LIBDIR (empty: plain) WORKLOAD -> task-clock ms
