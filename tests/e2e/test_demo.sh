@@ -23,7 +23,8 @@ demo() {
 # The pool growth is also kept as a recording.
 for batch in "none redis-pool-growth frontier-fd" "retain-pages curl-handle http-unbounded"; do
   for m in $batch; do
-    if [ "$m" = redis-pool-growth ] || [ "$m" = frontier-fd ]; then demo "$m" --record "$TMP/$m.db" &
+    if [ "$m" = redis-pool-growth ] || [ "$m" = frontier-fd ] || [ "$m" = none ]; then
+      demo "$m" --record "$TMP/$m.db" &
     else demo "$m" & fi
   done
   wait
@@ -45,6 +46,20 @@ done
 
 check "none: no verdict" 0 "$(jq '.verdicts | length' "$TMP/none.json")"
 check_true "none: says so" grep -q "^no leak" "$TMP/none.out"
+if [ "$(jq '.verdicts | length' "$TMP/none.json")" != 0 ]; then
+  # The evidence, for a retained-heap verdict on the clean crawl seen once
+  # in CI: the subsystem and site series it was judged on, kept for study.
+  keep=$(mktemp /tmp/lks-demo-none-XXXXXX.db) && cp "$TMP/none.db" "$keep" &&
+    echo "# the clean crawl's recording is kept: $keep"
+  echo "# none: the fetcher's live heap per subsystem (tick, time, subsystem, bytes)"
+  sqlite3 -separator ' ' "$TMP/none.db" \
+    "select s.tick, t.t, s.subsystem, s.heap_live_bytes from subsys_sample s
+     join tick t on t.id = s.tick join process r on r.id = s.process
+     where r.role = 'fetcher' and s.heap_live_bytes > 0 order by s.subsystem, s.tick" |
+    sed 's/^/#   /'
+  jq -c '.verdicts[] | {kind, subsystem, rate_per_min, confidence, since_s, sites}' "$TMP/none.json" |
+    sed 's/^/#   /'
+fi
 
 check "pool growth: redis pool-growth in the fetcher" "pool-growth redis leakscope-crawl fetcher" \
   "$(first redis-pool-growth '"\(.kind) \(.subsystem) \(.process) \(.role)"')"
