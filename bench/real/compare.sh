@@ -18,19 +18,8 @@ W=$(mktemp -d /tmp/lks-bench-cmp.XXXXXX)
 SEGS=$(mktemp -d /dev/shm/lks-bench-segs.XXXXXX)
 trap 'rm -rf "$W" "$SEGS"' EXIT
 
-python3 - "$W" <<'PY'
-import sys
-w = sys.argv[1]
-with open(f"{w}/inserts.sql", "w") as f:
-    f.write("create table t(id integer primary key, name text, v real);\n"
-            "create index t_name on t(name);\nbegin;\n")
-    for i in range(20000):
-        f.write(f"insert into t(name, v) values('name{i % 977}', {i * 0.5});\n")
-    f.write("commit;\nselect count(*), sum(v) from t;\n")
-with open(f"{w}/m.c", "w") as f:
-    f.write("#include <stdio.h>\n" + "".join(
-        f"int m_{k}(int x) {{ return x * {k} + 1; }}\n" for k in range(40)))
-PY
+python3 "$(dirname "$0")/inserts.py" "$W/inserts.sql"
+for k in $(seq 0 39); do echo "int m_$k(int x) { return x * $k + 1; }"; done >"$W/m.c"
 git init -q "$W/repo"
 (cd "$W/repo" && for i in $(seq 30); do
    echo "line $i" >>f.txt; git add -A && git -c user.email=b@x -c user.name=b commit -qm "c$i"; done)

@@ -40,12 +40,6 @@ with open(f"{w}/tree/Makefile", "w") as f:
     objs = " ".join(f"m{i}.o" for i in range(30))
     f.write(f"all: lib.a\nlib.a: {objs}\n\tar rcs $@ $^\n%.o: %.c\n\tcc -O1 -c $< -o $@\n"
             "clean:\n\trm -f *.o lib.a\n")
-with open(f"{w}/inserts.sql", "w") as f:
-    f.write("create table t(id integer primary key, name text, v real);\n"
-            "create index t_name on t(name);\nbegin;\n")
-    for i in range(20000):
-        f.write(f"insert into t(name, v) values('name{i % 977}', {i * 0.5});\n")
-    f.write("commit;\nselect count(*), sum(v) from t;\n")
 os.makedirs(f"{w}/www", exist_ok=True)
 for i in range(100):
     with open(f"{w}/www/f{i}", "w") as f:
@@ -65,6 +59,7 @@ srv.listen(0, '127.0.0.1', async () => {
 });
 """)
 PY
+python3 "$(dirname "$0")/inserts.py" "$W/inserts.sql"
 cc -O2 -o "$W/spawn" "$(dirname "$0")/spawn.c"
 git init -q "$W/repo"
 (cd "$W/repo" && for i in $(seq 60); do

@@ -105,7 +105,9 @@ attach_bg() {
   "$LEAKSCOPE" attach "$@" 2>"$log" </dev/null &
   APID=$!
   CLEANUP+=("kill -9 $APID")
-  for _ in $(seq 100); do grep -q "tracing pid" "$log" && break; sleep 0.1; done
+  # Loading and verifying the probes takes a second alone, far longer on a
+  # loaded machine: 30 s before the test goes on without it.
+  for _ in $(seq 300); do grep -q "tracing pid" "$log" && break; sleep 0.1; done
   IDS=$(bpf_ids $APID)
 }
 # wait_files DIR NAME...: until every DIR/NAME exists (20 s at most).
@@ -184,6 +186,8 @@ touch "$D2/go"
 wait $APID
 status=$?
 check "attach ends by itself when the target exits, status 0" 0 $status
+# Evidence for a status 2 seen once in CI (not reproduced): what attach said.
+[ "$status" -eq 0 ] || sed 's/^/# attach: /' "$TMP/exits.log"
 check_true "well before --duration" test $((SECONDS - start)) -lt 60
 child=$(jq .pid "$D2/child.truth")
 check "summary: the target exited with its 3 files" "true 3" \
