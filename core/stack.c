@@ -170,8 +170,8 @@ LKS_EXPORT __attribute__((noinline)) int lks_stack_capture(uint64_t *frames, int
 
 /* ---- the replay walk ---- */
 
-/* Frame size at a return address: > 0 learned, FS_BAD varies or a signal
- * frame, FS_LAST libunwind found no caller. */
+/* Frame size at a return address: > 0 learned, FS_BAD varies or is not on
+ * the stack (a signal frame), FS_LAST the trace ended there (no caller). */
 #define FS_BAD (-1)
 #define FS_LAST (-2)
 #define FS_MAX (1 << 20)
@@ -182,7 +182,7 @@ LKS_EXPORT __attribute__((noinline)) int lks_stack_capture(uint64_t *frames, int
 struct frame_size {
     _Atomic uint64_t ra;   /* 0: free */
     _Atomic int32_t size;  /* 0: not learned yet */
-    _Atomic uint32_t seen; /* size 0: walks it stopped; else walks that saw the size */
+    _Atomic uint32_t seen; /* walks that saw this size */
 };
 #define CONFIRMED 2 /* walks that must agree on a size before it replays */
 #define SCAN_MAX 65536
