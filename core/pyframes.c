@@ -92,7 +92,9 @@ static void maps_refresh(void) {
     if (fd >= 0) {
         atomic_fetch_add(&g_maps.seq, 1); /* odd: rebuilding */
         uint32_t n = 0;
-        char buf[4096], line[512];
+        /* Not on the stack: a hook on an 8 KiB sigaltstack gets here (a
+         * stack walk checking its bounds). One refresher at a time. */
+        static char buf[4096], line[512];
         size_t ll = 0;
         ssize_t got;
         while ((got = syscall(SYS_read, fd, buf, sizeof buf)) > 0) {
