@@ -1,7 +1,8 @@
 /* stack.c - the program's call stacks, for call sites.
  *
- * Two ways to the same answer. libunwind, run on a private stack, is always
- * right but costs ~150 ns a capture plus our own frames. The replay walk
+ * Two ways to the same answer. libunwind, run on a private stack (a hook
+ * on an 8 KiB sigaltstack or deep in a recursion has too little of its
+ * own), is always right but costs ~150 ns a capture plus our own frames. The replay walk
  * reads a return address per frame from the stack, using each function's
  * frame size at that return address (CFA - SP), which libunwind taught it:
  * a look-up and a load per frame. It matters for allocation wrappers
@@ -156,15 +157,17 @@ static void capture_thunk(void *arg) {
     j->n = unw_backtrace(j->buf, j->want);
 }
 
-LKS_EXPORT __attribute__((noinline)) int lks_stack_capture(uint64_t *frames, int max, int skip) {
+/* libunwind's fast trace of the stack that called us, up to max return
+ * addresses, starting with our own caller's (the frames of this function
+ * and of the private stack's entry dropped). 0 for a third nested capture. */
+static __attribute__((noinline)) int fast_trace(uint64_t *frames, int max) {
     void *buf[LKS_MAX_FRAMES + 16];
-    struct cap_job j = {buf, max + skip + 1 + ON_STACK_FRAMES, 0};
+    struct cap_job j = {buf, max + 1 + ON_STACK_FRAMES, 0};
     if (j.want > (int)(sizeof buf / sizeof buf[0])) j.want = (int)(sizeof buf / sizeof buf[0]);
     int added = lks_on_private_stack(capture_thunk, &j);
     if (!added) return 0;
     int out = 0;
-    for (int i = skip + added + 1; i < j.n && out < max; i++)
-        frames[out++] = (uint64_t)(uintptr_t)buf[i];
+    for (int i = added + 1; i < j.n && out < max; i++) frames[out++] = (uint64_t)(uintptr_t)buf[i];
     return out;
 }
 
@@ -348,7 +351,7 @@ static int replay(uint64_t ra, uint64_t sp, uint64_t *frames, int max) {
 static int capture_from(uint64_t ra, uint64_t *frames, int max, int *ended) {
     uint64_t buf[LKS_MAX_FRAMES + 12];
     int want = max + 12;
-    int n = lks_stack_capture(buf, want, 0);
+    int n = fast_trace(buf, want);
     *ended = n < want;
     for (int i = 0; i < n && i < 12; i++) {
         if (buf[i] != ra) continue;
@@ -381,9 +384,11 @@ LKS_EXPORT int lks_stack_walk(uint64_t ra, uint64_t sp, uint64_t *frames, int ma
         if (m == n && memcmp(check, frames, (size_t)n * 8) == 0) return n;
     }
     n = learn_walk(ra, sp, frames, max);
-    if (n <= 0) /* no frame at (ra, sp): the first at ra */
-        n = capture_from(ra, frames, max, &ended);
     if (n > 0) return n;
+    if (m > 0) { /* no frame at (ra, sp): the fast trace's, from the first ra */
+        memcpy(frames, check, (size_t)m * 8);
+        return m;
+    }
     frames[0] = ra;
     return 1;
 }

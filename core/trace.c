@@ -25,7 +25,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-
 LKS_EXPORT __thread int lks_in_hook __attribute__((tls_model("initial-exec")));
 
 enum { ST_NONE, ST_BUSY, ST_READY, ST_OFF };

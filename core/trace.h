@@ -55,18 +55,13 @@ static inline int64_t lks_now_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Captures up to max return addresses of the caller's stack with libunwind,
- * dropping the innermost `skip` frames (the hook's own). Returns the count.
- * Runs the unwinder on a private per-thread stack, so it is safe on a small
- * sigaltstack or deep in a recursion; a third nested capture (signals
- * interrupting captures) returns 0 frames. */
-int lks_stack_capture(uint64_t *frames, int max, int skip);
-
 /* The stack from the frame whose return address is ra and whose stack
  * pointer (after the return) is sp, up to max frames; sp 0 matches any.
  * Replays frame sizes libunwind has taught it and runs libunwind where one
- * is unknown or once in a while to check them (see stack.c). Returns >= 1:
- * ra alone when nothing else is known. */
+ * is unknown or once in a while to check them (see stack.c). libunwind runs
+ * on a private per-thread stack, so a hook on a small sigaltstack or deep
+ * in a recursion is safe. Returns >= 1: ra alone when nothing else is
+ * known (a third nested capture, signals interrupting captures). */
 int lks_stack_walk(uint64_t ra, uint64_t sp, uint64_t *frames, int max);
 
 /* Sets up the capture areas' thread-exit key and the frame-size table;

@@ -21,7 +21,6 @@
 #include "pystack.h"
 #include "trace.h"
 
-
 #define OWN_MAX 16
 static _Atomic int own_fds[OWN_MAX]; /* fd + 1; 0 = free slot */
 static _Atomic unsigned own_slots;    /* bit i: own_fds[i] in use */

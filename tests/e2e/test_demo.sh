@@ -20,7 +20,9 @@ demo() {
 }
 # Three at a time (each is a crawler with 64 transfers, two parsers, redis
 # and a web server): more would starve them on a shared two-core machine.
-# The pool growth is also kept as a recording.
+# The pool growth, the frontier leak and the clean crawl are also recorded
+# (the pool's recording is checked below; the others are evidence when a
+# verdict is missing or wrong).
 for batch in "none redis-pool-growth frontier-fd" "retain-pages curl-handle http-unbounded"; do
   for m in $batch; do
     if [ "$m" = redis-pool-growth ] || [ "$m" = frontier-fd ] || [ "$m" = none ]; then

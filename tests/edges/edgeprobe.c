@@ -1,15 +1,15 @@
 /* edgeprobe.c - C programs with known truth at the edges fdtrack gets wrong
  * easily: the descriptor limit, closes no hook sees, raw fork and vfork,
- * forked children, pipes, failed allocations, the shim's own descriptors.
- * Each mode prints what it did (and what the kernel says) so the tests can
+ * forked children, pipes, failed allocations, the shim's own descriptors,
+ * call sites behind an allocation wrapper. Each mode prints what it did (and what the kernel says) so the tests can
  * hold leakscope's numbers against it. Leaks come from functions with
  * telling names.
  */
 #define _GNU_SOURCE
+#include <alloca.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <alloca.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>

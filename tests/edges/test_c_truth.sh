@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 7 with C programs of known truth (edgeprobe): the descriptor limit,
 # closes no hook saw, raw fork, vfork, forked children, pipes, failed
-# allocations. Every number is held against what the program did and what
+# allocations, call sites behind an allocation wrapper. Every number is held against what the program did and what
 # the kernel said (/proc, fcntl), not against what leakscope said before.
 # Needs: LEAKSCOPE, EDGEPROBE, jq.
 . "$(dirname "$0")/../e2e/lib.sh"
